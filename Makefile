@@ -1,0 +1,49 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install install-test migrate demo serve bench-ingest clean
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-test: requirements-test.txt requirements.txt $(VENV)/.installed
+	$(PIP) install --quiet -r requirements-test.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test node_modules/.installed
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+demo: migrate
+	$(PY) manage.py load_demo_store --if-empty
+	$(PY) manage.py ensure_admin
+
+## Set up everything and run the web server, a Celery worker and celery-beat with a demo store.
+run: demo
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) manage.py run_tanbih --host $(HOST) --port $(PORT)
+
+## Run the whole test suite (SQLite by default; DATABASE_URL / REDIS_URL for the production path).
+test: install-test
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench-ingest: install-test
+	$(PY) bench/ingest/run.py
+
+clean:
+	rm -rf data node_modules $(VENV)

@@ -1,0 +1,10 @@
+"""The Celery application. Queues: ingest, send, bulk, schedule, default."""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("tanbih")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

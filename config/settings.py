@@ -1,0 +1,267 @@
+"""Tanbih settings, read from the environment.
+
+Every variable is documented in docs/self-hosting.md. With no configuration the
+product runs on SQLite with an embedded (filesystem) Celery broker, so a newcomer
+needs no external service; DATABASE_URL and REDIS_URL switch to the production
+path (PostgreSQL + Redis) with no code change.
+"""
+from pathlib import Path
+import os
+
+import dj_database_url
+from celery.schedules import crontab
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name, default=None):
+    return os.environ.get(name, default)
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_list(name, default=""):
+    raw = os.environ.get(name, default)
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+DATA_DIR = Path(env("TANBIH_DATA_DIR", BASE_DIR / "data"))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env("SECRET_KEY") or (
+    # Development only: a fixed key is refused when DEBUG is off (see checks.py).
+    "tanbih-insecure-development-key-change-me"
+)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+SITE_URL = env("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "drf_spectacular",
+    "django_celery_beat",
+    "import_export",
+    "subscribers",
+    "delivery",
+    "campaigns",
+    "journeys",
+    "analytics",
+]
+
+MIDDLEWARE = [
+    "config.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+DATABASES = {
+    "default": dj_database_url.parse(
+        env("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'tanbih.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The web server, the worker and beat share one SQLite file: wait on locks
+    # instead of failing at once, and let readers run beside the writer.
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE",
+         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache, broker --------------------------------------------------------------
+REDIS_URL = env("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "tanbih",
+        }
+    }
+    CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+else:
+    CACHES = {
+        "default": {
+            # File-based so that rate limits hold across the web processes of
+            # the embedded setup; production uses Redis.
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "cache"),
+        }
+    }
+    CELERY_BROKER_URL = env("CELERY_BROKER_URL", "filesystem://")
+
+CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = DATA_DIR / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540)
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Queues by kind of work so a broadcast never delays a transactional message.
+CELERY_TASK_ROUTES = {
+    "subscribers.tasks.import_*": {"queue": "ingest"},
+    "subscribers.tasks.*": {"queue": "schedule"},
+}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "detect-abandoned-carts": {
+        "task": "subscribers.tasks.detect_abandoned_carts",
+        "schedule": 60.0,
+    },
+    "refresh-lifecycle-stages": {
+        "task": "subscribers.tasks.refresh_lifecycle_stages",
+        "schedule": crontab(minute=17, hour=2),
+    },
+}
+
+# --- i18n -------------------------------------------------------------------------
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ar", "العربية")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+USE_I18N = True
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+# --- Static -----------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(env("STATIC_ROOT", DATA_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+MEDIA_ROOT = Path(env("MEDIA_ROOT", DATA_DIR / "media"))
+MEDIA_URL = "/media/"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "admin:login"
+
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG and SITE_URL.startswith("https"))
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY") else None
+
+# --- API ------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "subscribers.api.errors.handle_exception",
+    "DEFAULT_THROTTLE_RATES": {
+        "publishable": env("API_PUBLIC_RATE_LIMIT", "120/min"),
+        "secret": env("API_SECRET_RATE_LIMIT", "6000/min"),
+    },
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Tanbih storefront API",
+    "DESCRIPTION": "Subscribers, events, consent and push subscriptions for a store.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+}
+# Largest accepted request body; a bigger one is refused whole with 413.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, 2621440)
+API_MAX_BATCH_EVENTS = env_int("API_MAX_BATCH_EVENTS", 1000)
+
+# CORS is decided per publishable key (its allowed origins); see subscribers/api/cors.py.
+CORS_URLS_REGEX = r"^/api/v1/.*$"
+CORS_ALLOW_HEADERS = ["content-type", "authorization", "x-tanbih-key"]
+
+# --- Push ---------------------------------------------------------------------
+# Hosts a push subscription endpoint may point at (https only). A leading dot
+# allows subdomains. Private, loopback and link-local addresses are refused
+# unless listed in PUSH_ALLOWED_ENDPOINTS (exact scheme://host:port origins).
+PUSH_ALLOWED_HOSTS = env_list(
+    "PUSH_ALLOWED_HOSTS",
+    "fcm.googleapis.com,android.googleapis.com,updates.push.services.mozilla.com,"
+    ".push.services.mozilla.com,web.push.apple.com,.notify.windows.com",
+)
+PUSH_ALLOWED_ENDPOINTS = env_list("PUSH_ALLOWED_ENDPOINTS", "")
+VAPID_PUBLIC_KEY = env("VAPID_PUBLIC_KEY", "")
+VAPID_PRIVATE_KEY = env("VAPID_PRIVATE_KEY", "")
+VAPID_SUBJECT = env("VAPID_SUBJECT", "mailto:ops@example.com")
+
+# --- Commerce -----------------------------------------------------------------
+CART_ABANDON_MINUTES = env_int("CART_ABANDON_MINUTES", 30)
+CART_RESTORE_URL = env("CART_RESTORE_URL", "")  # e.g. https://shop.example/cart/restore
+CART_RESTORE_MAX_AGE_DAYS = env_int("CART_RESTORE_MAX_AGE_DAYS", 30)
+DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", "SAR")
+LIFECYCLE_LOYAL_MIN_ORDERS = env_int("LIFECYCLE_LOYAL_MIN_ORDERS", 3)
+LIFECYCLE_AT_RISK_DAYS = env_int("LIFECYCLE_AT_RISK_DAYS", 60)
+LIFECYCLE_LAPSED_DAYS = env_int("LIFECYCLE_LAPSED_DAYS", 120)
+
+# --- Logging --------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,530 @@
+"""The subscriber CRM: profiles, consent, push subscriptions, events, carts, orders."""
+import hashlib
+import secrets
+import zoneinfo
+from decimal import Decimal
+
+from django.conf import settings
+from django.core import signing
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone as dj_timezone
+from django.utils.translation import gettext_lazy as _
+
+EVENT_NAME_PATTERN = r"^[a-z][a-z0-9_.-]{0,79}$"
+validate_event_name = RegexValidator(
+    EVENT_NAME_PATTERN,
+    _("Event names are 1–80 characters: lowercase letters, digits, '_', '.', '-', starting with a letter."),
+    code="invalid_event_name",
+)
+
+# The standard vocabulary (docs/events.md). Any other valid name is a custom event.
+STANDARD_EVENTS = (
+    "product_viewed",
+    "cart_updated",
+    "checkout_started",
+    "order_placed",
+    "order_shipped",
+    "order_delivered",
+    "order_cancelled",
+    "signed_up",
+    "subscribed",
+    "unsubscribed",
+    "cart_abandoned",
+)
+
+SUPPORTED_LOCALES = ("ar", "en")
+
+
+def validate_timezone(value):
+    if value in zoneinfo.available_timezones():
+        return
+    raise ValidationError(
+        _("'%(value)s' is not an IANA timezone name (for example Asia/Riyadh or Europe/London)."),
+        code="invalid_timezone",
+        params={"value": value},
+    )
+
+
+class Channel(models.TextChoices):
+    PUSH = "push", _("Web push")
+    EMAIL = "email", _("Email")
+    SMS = "sms", _("SMS")
+    WHATSAPP = "whatsapp", _("WhatsApp")
+
+
+class Source(models.TextChoices):
+    API = "api", _("API")
+    SDK = "sdk", _("SDK")
+    IMPORT = "import", _("Import")
+    KEYWORD = "keyword", _("Keyword (STOP)")
+    ADMIN = "admin", _("Admin")
+    WEBHOOK = "webhook", _("Webhook")
+    PROVIDER = "provider", _("Provider")
+    DEMO = "demo", _("Demo data")
+
+
+class LifecycleStage(models.TextChoices):
+    NEW = "new", _("New")
+    ACTIVE = "active", _("Active")
+    AT_RISK = "at_risk", _("At risk")
+    LAPSED = "lapsed", _("Lapsed")
+    LOYAL = "loyal", _("Loyal")
+
+
+class SubscriberQuerySet(models.QuerySet):
+    def known(self):
+        return self.exclude(external_id=None)
+
+    def anonymous(self):
+        return self.filter(external_id=None)
+
+
+class Subscriber(models.Model):
+    """One shopper, known (store customer id, email, phone) or anonymous (a browser)."""
+
+    external_id = models.CharField(
+        _("store customer id"), max_length=128, null=True, blank=True,
+        help_text=_("The customer's id in the store. Empty for anonymous visitors."),
+    )
+    email = models.EmailField(_("email"), blank=True, db_index=True)
+    phone = models.CharField(_("phone (E.164)"), max_length=20, blank=True, db_index=True)
+    first_name = models.CharField(_("first name"), max_length=150, blank=True)
+    last_name = models.CharField(_("last name"), max_length=150, blank=True)
+    locale = models.CharField(_("locale"), max_length=10, default="en")
+    timezone = models.CharField(_("timezone"), max_length=64, default="UTC", validators=[validate_timezone])
+    country = models.CharField(_("country"), max_length=2, blank=True, help_text=_("ISO 3166-1 alpha-2"))
+    city = models.CharField(_("city"), max_length=120, blank=True)
+    latitude = models.FloatField(_("latitude"), null=True, blank=True)
+    longitude = models.FloatField(_("longitude"), null=True, blank=True)
+    birthday = models.DateField(_("birthday"), null=True, blank=True)
+    gender = models.CharField(_("gender"), max_length=20, blank=True)
+    attributes = models.JSONField(_("custom attributes"), default=dict, blank=True)
+    tags = models.JSONField(_("tags"), default=list, blank=True)
+    subscribed_page_url = models.URLField(_("subscribed on page"), max_length=2000, blank=True)
+    subscribed_category = models.CharField(_("subscribed in category"), max_length=200, blank=True)
+
+    # Commerce facts, kept current by services.refresh_commerce_stats().
+    orders_count = models.PositiveIntegerField(_("orders"), default=0)
+    total_spent = models.DecimalField(_("total spent"), max_digits=14, decimal_places=2, default=Decimal("0"))
+    average_order_value = models.DecimalField(_("average order value"), max_digits=14, decimal_places=2, default=Decimal("0"))
+    first_order_at = models.DateTimeField(_("first order"), null=True, blank=True)
+    last_order_at = models.DateTimeField(_("last order"), null=True, blank=True)
+    lifecycle_stage = models.CharField(
+        _("lifecycle stage"), max_length=10, choices=LifecycleStage.choices, default=LifecycleStage.NEW
+    )
+
+    created_at = models.DateTimeField(_("created"), default=dj_timezone.now)
+    last_seen_at = models.DateTimeField(_("last seen"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    objects = SubscriberQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("subscriber")
+        verbose_name_plural = _("subscribers")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_id"], condition=Q(external_id__isnull=False), name="subscriber_external_id_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["lifecycle_stage"], name="subscriber_stage_idx"),
+            models.Index(fields=["last_order_at"], name="subscriber_last_order_idx"),
+            models.Index(fields=["created_at"], name="subscriber_created_idx"),
+        ]
+
+    def __str__(self):
+        name = self.full_name
+        if name:
+            return name
+        if self.external_id:
+            return self.external_id
+        return self.email or self.phone or f"anonymous #{self.pk}"
+
+    @property
+    def full_name(self):
+        return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def is_anonymous(self):
+        return self.external_id is None
+
+    @property
+    def tzinfo(self):
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class AnonymousId(models.Model):
+    """A browser's anonymous id; it keeps pointing at the profile it was merged into."""
+
+    value = models.CharField(max_length=128, unique=True)
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="anonymous_ids")
+    created_at = models.DateTimeField(default=dj_timezone.now)
+
+    class Meta:
+        verbose_name = _("anonymous id")
+
+    def __str__(self):
+        return self.value
+
+
+class ConsentStatus(models.TextChoices):
+    GRANTED = "granted", _("Granted")
+    REVOKED = "revoked", _("Revoked")
+
+
+class Consent(models.Model):
+    """The current consent of one subscriber on one channel (history in ConsentChange).
+
+    Written only by services.grant_consent / services.revoke_consent.
+    """
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="consents")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    status = models.CharField(max_length=10, choices=ConsentStatus.choices)
+    granted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    evidence = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(default=dj_timezone.now)
+
+    class Meta:
+        verbose_name = _("consent")
+        constraints = [
+            models.UniqueConstraint(fields=["subscriber", "channel"], name="consent_one_per_channel"),
+        ]
+        indexes = [models.Index(fields=["channel", "status"], name="consent_channel_status_idx")]
+
+    def __str__(self):
+        return f"{self.subscriber} · {self.get_channel_display()} · {self.get_status_display()}"
+
+    @property
+    def is_granted(self):
+        return self.status == ConsentStatus.GRANTED
+
+
+class ConsentChange(models.Model):
+    """Append-only history of every consent grant and revocation."""
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="consent_changes")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    status = models.CharField(max_length=10, choices=ConsentStatus.choices)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    evidence = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField(default=dj_timezone.now)
+
+    class Meta:
+        verbose_name = _("consent change")
+        ordering = ["-occurred_at", "-id"]
+        indexes = [models.Index(fields=["subscriber", "channel", "occurred_at"], name="consentchange_sub_idx")]
+
+    def __str__(self):
+        return f"{self.subscriber} {self.channel} {self.status} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class PushSubscriptionStatus(models.TextChoices):
+    ACTIVE = "active", _("Active")
+    EXPIRED = "expired", _("Expired")
+    UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
+
+
+class PushSubscription(models.Model):
+    """One browser's web push subscription; a subscriber may have several."""
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="push_subscriptions")
+    endpoint = models.URLField(max_length=1000, unique=True)
+    p256dh = models.CharField(max_length=200)
+    auth = models.CharField(max_length=100)
+    user_agent = models.CharField(max_length=500, blank=True)
+    browser = models.CharField(max_length=50, blank=True)
+    page_url = models.URLField(max_length=2000, blank=True)
+    category = models.CharField(max_length=200, blank=True)
+    status = models.CharField(
+        max_length=15, choices=PushSubscriptionStatus.choices, default=PushSubscriptionStatus.ACTIVE
+    )
+    failure_count = models.PositiveIntegerField(default=0)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    last_failure_reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=dj_timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("push subscription")
+        indexes = [models.Index(fields=["subscriber", "status"], name="pushsub_subscriber_status_idx")]
+
+    def __str__(self):
+        return f"{self.browser or 'browser'} · {self.get_status_display()}"
+
+
+class Event(models.Model):
+    """Something a shopper did, stored before anything reacts to it."""
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="events")
+    event_id = models.CharField(
+        max_length=128, null=True, blank=True,
+        help_text=_("The sender's id for this event; a repeat is accepted and ignored."),
+    )
+    name = models.CharField(max_length=80, validators=[validate_event_name])
+    properties = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField(default=dj_timezone.now)
+    received_at = models.DateTimeField(default=dj_timezone.now)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+
+    class Meta:
+        verbose_name = _("event")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_id"], condition=Q(event_id__isnull=False), name="event_event_id_unique"
+            ),
+        ]
+        indexes = [
+            # "did X in the last N days" for one shopper, and across shoppers.
+            models.Index(fields=["subscriber", "name", "occurred_at"], name="event_sub_name_time_idx"),
+            models.Index(fields=["name", "occurred_at"], name="event_name_time_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class CartStatus(models.TextChoices):
+    ACTIVE = "active", _("Active")
+    ABANDONED = "abandoned", _("Abandoned")
+    CONVERTED = "converted", _("Converted")
+
+
+class Cart(models.Model):
+    """A shopper's cart as last reported by a `cart_updated` snapshot."""
+
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="carts")
+    external_id = models.CharField(max_length=128, null=True, blank=True, help_text=_("The store's cart id"))
+    items = models.JSONField(default=list, blank=True)
+    value = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
+    currency = models.CharField(max_length=3, default="SAR")
+    status = models.CharField(max_length=10, choices=CartStatus.choices, default=CartStatus.ACTIVE)
+    checkout_started_at = models.DateTimeField(null=True, blank=True)
+    last_activity_at = models.DateTimeField(default=dj_timezone.now)
+    abandoned_at = models.DateTimeField(null=True, blank=True)
+    converted_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=dj_timezone.now)
+
+    class Meta:
+        verbose_name = _("cart")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["external_id"], condition=Q(external_id__isnull=False), name="cart_external_id_unique"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["last_activity_at"], condition=Q(status="active"), name="cart_active_activity_idx"
+            ),
+            models.Index(fields=["subscriber", "status"], name="cart_subscriber_status_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.external_id or '#%s' % self.pk} · {self.value} {self.currency} · {self.get_status_display()}"
+
+    @property
+    def item_count(self):
+        return sum(int(item.get("quantity") or 0) for item in self.items)
+
+    def restore_token(self):
+        """A short signed token naming this cart; it restores the cart without a login."""
+        return signing.dumps(self.pk, salt="tanbih.cart.restore", compress=True)
+
+    @property
+    def restore_url(self):
+        base = settings.CART_RESTORE_URL or f"{settings.SITE_URL}/r/cart"
+        return f"{base.rstrip('/')}/{self.restore_token()}"
+
+    @classmethod
+    def from_restore_token(cls, token):
+        max_age = settings.CART_RESTORE_MAX_AGE_DAYS * 86400
+        pk = signing.loads(token, salt="tanbih.cart.restore", max_age=max_age)
+        return cls.objects.get(pk=pk)
+
+
+class OrderStatus(models.TextChoices):
+    PLACED = "placed", _("Placed")
+    PAID = "paid", _("Paid")
+    SHIPPED = "shipped", _("Shipped")
+    DELIVERED = "delivered", _("Delivered")
+    CANCELLED = "cancelled", _("Cancelled")
+    REFUNDED = "refunded", _("Refunded")
+
+
+class Order(models.Model):
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="orders")
+    external_id = models.CharField(max_length=128, unique=True)
+    cart = models.ForeignKey(Cart, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders")
+    items = models.JSONField(default=list, blank=True)
+    value = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3, default="SAR")
+    status = models.CharField(max_length=10, choices=OrderStatus.choices, default=OrderStatus.PLACED)
+    placed_at = models.DateTimeField(default=dj_timezone.now)
+    shipped_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("order")
+        indexes = [models.Index(fields=["subscriber", "placed_at"], name="order_subscriber_placed_idx")]
+
+    def __str__(self):
+        return f"{self.external_id} · {self.value} {self.currency}"
+
+
+class ApiKeyKind(models.TextChoices):
+    SECRET = "secret", _("Secret (store backend)")
+    PUBLISHABLE = "publishable", _("Publishable (browser SDK)")
+
+
+def _new_key(prefix):
+    return f"{prefix}_{secrets.token_urlsafe(24)}"
+
+
+def hash_key(raw):
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class ApiKey(models.Model):
+    """A key for the storefront API.
+
+    Secret keys (Bearer) are for the store's backend and are stored hashed; the
+    raw key is shown once. Publishable keys are public by nature, live in the
+    browser, work only from `allowed_origins` and only for subscribe / identify /
+    track. Identifying a shopper from the browser needs an HMAC of their id made
+    with `identity_secret` on the store's server, so a visitor can't claim to be
+    another customer.
+    """
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=12, choices=ApiKeyKind.choices)
+    prefix = models.CharField(max_length=16, db_index=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    publishable_key = models.CharField(max_length=64, blank=True, editable=False)
+    identity_secret = models.CharField(max_length=64, blank=True, editable=False)
+    allowed_origins = models.JSONField(
+        default=list, blank=True,
+        help_text=_("Publishable keys only: origins such as https://shop.example that may use the key."),
+    )
+    require_identity_verification = models.BooleanField(
+        default=True, help_text=_("Publishable keys only: identify() must carry the HMAC of the customer id."),
+    )
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=dj_timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("API key")
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @classmethod
+    def create_secret(cls, name):
+        """Create a secret key; returns (api_key, raw_key). The raw key is not stored."""
+        raw = _new_key("tnb_sk")
+        key = cls.objects.create(name=name, kind=ApiKeyKind.SECRET, prefix=raw[:12], key_hash=hash_key(raw))
+        return key, raw
+
+    @classmethod
+    def create_publishable(cls, name, allowed_origins=(), require_identity_verification=True):
+        raw = _new_key("tnb_pk")
+        key = cls.objects.create(
+            name=name, kind=ApiKeyKind.PUBLISHABLE, prefix=raw[:12], key_hash=hash_key(raw),
+            publishable_key=raw, identity_secret=secrets.token_hex(32),
+            allowed_origins=list(allowed_origins), require_identity_verification=require_identity_verification,
+        )
+        return key, raw
+
+    def identity_hash(self, external_id):
+        import hmac
+        return hmac.new(self.identity_secret.encode(), str(external_id).encode(), hashlib.sha256).hexdigest()
+
+    def allows_origin(self, origin):
+        if not origin:
+            return False
+        return origin.rstrip("/") in {o.rstrip("/") for o in self.allowed_origins} or "*" in self.allowed_origins
+
+
+class PushPromptConfig(models.Model):
+    """What the SDK's soft opt-in prompt says and when it appears (set by the marketer)."""
+
+    enabled = models.BooleanField(default=True)
+    title_en = models.CharField(max_length=120, default="Get order updates and offers")
+    body_en = models.CharField(max_length=300, default="We'll only notify you about your orders and deals you'll like.")
+    accept_en = models.CharField(max_length=40, default="Allow")
+    decline_en = models.CharField(max_length=40, default="Not now")
+    title_ar = models.CharField(max_length=120, default="تابع طلباتك وعروضنا")
+    body_ar = models.CharField(max_length=300, default="سنرسل لك تنبيهات عن طلباتك والعروض التي تهمك فقط.")
+    accept_ar = models.CharField(max_length=40, default="السماح")
+    decline_ar = models.CharField(max_length=40, default="ليس الآن")
+    delay_seconds = models.PositiveIntegerField(default=5)
+    page_patterns = models.JSONField(
+        default=list, blank=True,
+        help_text=_("URL path prefixes where the prompt may appear, e.g. [\"/products/\"]. Empty: every page."),
+    )
+    reprompt_after_days = models.PositiveIntegerField(
+        default=14, help_text=_("After the shopper says 'not now', wait this many days before asking again."),
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("push prompt")
+
+    def __str__(self):
+        return "Push opt-in prompt"
+
+    @classmethod
+    def current(cls):
+        config = cls.objects.order_by("pk").first()
+        return config or cls.objects.create()
+
+
+class ImportJobStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    VALIDATING = "validating", _("Checking (dry run)")
+    VALIDATED = "validated", _("Checked")
+    RUNNING = "running", _("Importing")
+    DONE = "done", _("Done")
+    FAILED = "failed", _("Failed")
+
+
+class ImportJob(models.Model):
+    """A CSV/XLSX import run in a task, with progress the operator can watch."""
+
+    resource = models.CharField(max_length=40)  # subscribers | consents | orders
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    file_format = models.CharField(max_length=10, default="csv")
+    status = models.CharField(max_length=12, choices=ImportJobStatus.choices, default=ImportJobStatus.PENDING)
+    dry_run = models.BooleanField(default=True)
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)
+    created_rows = models.PositiveIntegerField(default=0)
+    updated_rows = models.PositiveIntegerField(default=0)
+    error_rows = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text=_("One entry per bad row: row number, field, reason."))
+    message = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(default=dj_timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("import job")
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.resource} import #{self.pk} ({self.get_status_display()})"
+
+    @property
+    def percent(self):
+        if not self.total_rows:
+            return 0
+        return min(100, round(100 * self.processed_rows / self.total_rows))
