@@ -1,3 +1,7 @@
 from django.urls import path
 
-urlpatterns = []
+from . import api
+
+urlpatterns = [
+    path("notification-reports", api.NotificationReportView.as_view(), name="notification-reports"),
+]
