@@ -7,4 +7,9 @@ class SubscribersConfig(AppConfig):
     verbose_name = _("Subscribers")
 
     def ready(self):
+        from corsheaders.signals import check_request_enabled
+
         from . import checks  # noqa: F401
+        from .api.cors import allow_publishable_key_origins
+
+        check_request_enabled.connect(allow_publishable_key_origins, dispatch_uid="tanbih-publishable-key-origins")

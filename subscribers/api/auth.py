@@ -4,10 +4,17 @@ Secret keys come as `Authorization: Bearer tnb_sk_…` from the store's backend.
 Publishable keys come as `X-Tanbih-Key: tnb_pk_…` (or `Authorization: Bearer
 tnb_pk_…`) from browsers, and only from an Origin the key allows.
 """
+import hmac
+
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 
-from ..models import ApiKey, ApiKeyKind, hash_key
+from ..models import AnonymousId, ApiKey, ApiKeyKind, hash_key
+
+MISSING_KEY_MESSAGE = (
+    "Send an API key: a secret key as 'Authorization: Bearer tnb_sk_…' from your server, "
+    "or a publishable key as 'X-Tanbih-Key: tnb_pk_…' from the browser."
+)
 
 
 class ApiKeyUser:
@@ -75,3 +82,39 @@ class IsApiKey(permissions.BasePermission):
 
 def is_publishable(request):
     return isinstance(request.auth, ApiKey) and request.auth.kind == ApiKeyKind.PUBLISHABLE
+
+
+def _identity_error(message, code):
+    return exceptions.PermissionDenied({"user_hash": [exceptions.ErrorDetail(message, code)]})
+
+
+def check_browser_identity(request, *, external_id, anonymous_id=None, user_hash=None, linking=False):
+    """May a browser (publishable key) speak for the store customer `external_id`?
+
+    A secret key always may. With a publishable key the browser proves it with
+    `user_hash` = HMAC-SHA256(identity secret, external_id), made by the store's
+    server. Keys that don't require verification let identify (`linking`) tie
+    any customer id to the browser, and then let track/subscribe name that
+    customer only together with a browser id already tied to them. Raises
+    PermissionDenied (403) naming `user_hash` otherwise.
+    """
+    if not is_publishable(request) or not external_id:
+        return
+    key = request.auth
+    if user_hash:
+        if hmac.compare_digest(key.identity_hash(external_id), str(user_hash).lower()):
+            return
+        raise _identity_error(
+            "user_hash does not match external_id; compute it on your server as the hex HMAC-SHA256 of the "
+            "external_id with this key's identity secret.", "invalid_user_hash")
+    if key.require_identity_verification:
+        raise _identity_error(
+            "This publishable key requires identity verification: send user_hash, the hex HMAC-SHA256 of the "
+            "external_id with this key's identity secret, computed on your server.", "user_hash_required")
+    if linking:
+        return
+    if anonymous_id and AnonymousId.objects.filter(value=anonymous_id, subscriber__external_id=external_id).exists():
+        return
+    raise _identity_error(
+        "A browser may name a customer only after identify() tied its anonymous_id to them, "
+        "or with user_hash.", "not_identified")
