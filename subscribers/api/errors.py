@@ -68,6 +68,12 @@ def handle_exception(exc, context):
         # Two requests raced for the same unique row; the loser may retry.
         log.info("API conflict: %s", exc)
         exc = Conflict("Another request changed the same data at the same time; retry the request.")
+    elif isinstance(exc, exceptions.UnsupportedMediaType):
+        exc = exceptions.UnsupportedMediaType(
+            exc.detail.split('"')[1] if '"' in exc.detail else "",
+            detail=f"{exc.detail} Send JSON with 'Content-Type: application/json'.")
+    elif isinstance(exc, exceptions.ParseError):
+        exc = exceptions.ParseError(f"{exc.detail} The body must be JSON.")
     response = exception_handler(exc, context)
     if response is None:
         log.exception("Unhandled API error", exc_info=exc)

@@ -354,6 +354,14 @@ class PushSubscribeSerializer(serializers.Serializer):
     anonymous_id = serializers.CharField(required=False, allow_null=True, allow_blank=True, **ID_FIELD)
     user_hash = serializers.CharField(required=False, max_length=128,
                                       help_text="With a publishable key and external_id (see identify).")
+    timezone = serializers.CharField(
+        required=False, max_length=64,
+        help_text="The browser's IANA timezone; fills an anonymous profile (a known one keeps the store's).")
+    locale = serializers.CharField(required=False, max_length=10,
+                                   help_text="The browser's language; fills an anonymous profile.")
+
+    validate_timezone = ProfileSerializer.validate_timezone
+    validate_locale = ProfileSerializer.validate_locale
 
     def validate(self, attrs):
         if not attrs.get("external_id") and not attrs.get("anonymous_id"):

@@ -367,6 +367,12 @@ class PushSubscriptionView(StorefrontApiView):
         check_browser_identity(request, external_id=external_id, anonymous_id=anonymous_id,
                                user_hash=data.get("user_hash"))
         subscriber, _ = services.resolve_subscriber(external_id=external_id, anonymous_id=anonymous_id)
+        browser_guesses = {name: data[name] for name in ("timezone", "locale") if data.get(name)}
+        if browser_guesses and subscriber.is_anonymous:
+            # The browser is all we know of an anonymous shopper; a customer's
+            # profile keeps what the store or identify() set.
+            subscriber, _ = services.upsert_subscriber(anonymous_id=anonymous_id, source=self.source(),
+                                                       **browser_guesses)
         try:
             push, created = services.register_push_subscription(
                 subscriber=subscriber, endpoint=data["endpoint"], p256dh=data["keys"]["p256dh"],
