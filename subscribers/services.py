@@ -149,7 +149,10 @@ def upsert_subscriber(*, external_id=None, anonymous_id=None, source=Source.API,
     subscriber, created = resolve_subscriber(external_id=external_id, anonymous_id=anonymous_id)
     subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
     changed = _apply_profile(subscriber, fields)
-    subscriber.last_seen_at = timezone.now()
+    if source not in (Source.IMPORT, Source.ADMIN, Source.DEMO):
+        # A file from the store's CRM or an operator's edit is not the shopper
+        # being seen: "inactive for 30 days" segments must not all reset.
+        subscriber.last_seen_at = timezone.now()
     subscriber.full_clean(exclude=["external_id"])
     subscriber.save()
     if changed and not created:
