@@ -15,11 +15,14 @@ from django.contrib import admin, messages
 from django.contrib.admin import DateFieldListFilter
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db import connections
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
@@ -90,6 +93,29 @@ class ServiceImportExportAdmin(ImportExportModelAdmin):
         extra_context["background_import_url"] = (
             reverse("admin:subscribers_importjob_upload") + f"?resource={self.background_import_resource}")
         return super().changelist_view(request, extra_context)
+
+
+class LargeTablePaginator(Paginator):
+    """An unfiltered list of a big table shows PostgreSQL's row estimate instead of counting.
+
+    COUNT(*) over millions of events scans the whole table on every page view;
+    filtered lists (a name, a day, a shopper) are still counted exactly.
+    """
+
+    EXACT_BELOW = 100_000
+
+    @cached_property
+    def count(self):
+        queryset = self.object_list
+        connection = connections[queryset.db]
+        if connection.vendor == "postgresql" and not queryset.query.where:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s",
+                               [queryset.model._meta.db_table])
+                row = cursor.fetchone()
+            if row and row[0] >= self.EXACT_BELOW:  # small or never-analysed tables: count them
+                return int(row[0])
+        return super().count
 
 
 # --- Read-only inlines, newest first, limited -----------------------------------
@@ -247,7 +273,7 @@ def _revoke_consent_action(channel):
                     .select_related("subscriber"))
         revoked = 0
         for consent in consents.iterator(chunk_size=500):
-            _, changed = services.revoke_consent(subscriber=consent.subscriber, channel=channel, source=Source.ADMIN,
+            _consent, changed = services.revoke_consent(subscriber=consent.subscriber, channel=channel, source=Source.ADMIN,
                                                  evidence=admin_evidence(request))
             revoked += changed
         modeladmin.message_user(request, _("%(count)d %(channel)s consents revoked.")
@@ -270,6 +296,7 @@ class SubscriberAdmin(ServiceImportExportAdmin):
     search_fields = ("=external_id", "^email", "=phone", "^first_name", "^last_name")
     search_help_text = _("Store customer id or phone (exact), the start of an email or a name.")
     show_full_result_count = False
+    paginator = LargeTablePaginator
     ordering = ("-id",)
     list_per_page = 50
     readonly_fields = ("orders_count", "total_spent", "average_order_value", "first_order_at", "last_order_at",
@@ -420,7 +447,7 @@ class ConsentAdmin(ServiceImportExportAdmin):
     def revoke_selected(self, request, queryset):
         revoked = 0
         for consent in queryset.select_related("subscriber").iterator(chunk_size=500):
-            _, changed = services.revoke_consent(subscriber=consent.subscriber, channel=consent.channel,
+            _consent, changed = services.revoke_consent(subscriber=consent.subscriber, channel=consent.channel,
                                                  source=Source.ADMIN, evidence=admin_evidence(request))
             revoked += changed
         self.message_user(request, _("%(count)d consents revoked.") % {"count": revoked})
@@ -431,7 +458,7 @@ class ConsentAdmin(ServiceImportExportAdmin):
         granted, refused = 0, []
         for consent in queryset.select_related("subscriber").iterator(chunk_size=500):
             try:
-                _, changed = services.grant_consent(subscriber=consent.subscriber, channel=consent.channel,
+                _consent, changed = services.grant_consent(subscriber=consent.subscriber, channel=consent.channel,
                                                     source=Source.ADMIN, evidence=admin_evidence(request))
             except ValidationError as error:
                 refused.append(f"{consent.subscriber}: {' '.join(error.messages)}")
@@ -534,6 +561,7 @@ class EventAdmin(admin.ModelAdmin):
     # Newest first by primary key: an index, where ordering by time would sort the table.
     ordering = ("-id",)
     show_full_result_count = False
+    paginator = LargeTablePaginator
     list_per_page = 50
 
     def has_add_permission(self, request):
