@@ -75,7 +75,6 @@ def _get_or_create_anonymous(anonymous_id, *, defaults=None):
         return AnonymousId.objects.select_related("subscriber").get(value=anonymous_id).subscriber, False
 
 
-@transaction.atomic
 def resolve_subscriber(*, external_id=None, anonymous_id=None, create=True):
     """Find (or create) the profile named by a store customer id and/or a browser id.
 
@@ -86,6 +85,21 @@ def resolve_subscriber(*, external_id=None, anonymous_id=None, create=True):
     """
     if not external_id and not anonymous_id:
         raise ValueError("external_id or anonymous_id is required")
+    # The common case on the ingest path, a profile that exists, is one read
+    # outside a transaction.
+    if external_id and not anonymous_id:
+        subscriber = Subscriber.objects.filter(external_id=external_id).first()
+        if subscriber is not None or not create:
+            return subscriber, False
+    elif anonymous_id and not external_id:
+        link = AnonymousId.objects.select_related("subscriber").filter(value=anonymous_id).first()
+        if link is not None or not create:
+            return (link.subscriber if link else None), False
+    return _resolve_subscriber_in_transaction(external_id=external_id, anonymous_id=anonymous_id, create=create)
+
+
+@transaction.atomic
+def _resolve_subscriber_in_transaction(*, external_id, anonymous_id, create):
     if external_id:
         if not create:
             subscriber = Subscriber.objects.filter(external_id=external_id).first()
@@ -368,30 +382,41 @@ def expire_push_subscription(*, endpoint, reason=""):
 
 # --- Events -------------------------------------------------------------------
 
-@transaction.atomic
+# last_seen_at moves on at most this often, sparing a row update per event of a busy shopper.
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+
+
 def record_event(*, subscriber, name, properties=None, event_id=None, occurred_at=None, source=Source.API):
     """Store one event (a repeated event_id is accepted and ignored) and apply its commerce facts.
 
     Returns (event, created). `event_recorded` is sent after commit for a new event.
     """
-    properties = properties or {}
-    now = timezone.now()
-    if event_id:
-        existing = Event.objects.filter(event_id=event_id).first()
-        if existing:
-            return existing, False
+    # The insert is tried first and the unique event_id decides: a repeat is rare,
+    # and not looking first saves a round trip on every event. When called inside
+    # another transaction, atomic() makes a savepoint, so a repeat leaves it usable.
     try:
-        with transaction.atomic():
-            event = Event.objects.create(
-                subscriber=subscriber, event_id=event_id or None, name=name, properties=properties,
-                occurred_at=occurred_at or now, received_at=now, source=source,
-            )
+        return _insert_event(subscriber=subscriber, name=name, properties=properties or {}, event_id=event_id or None,
+                             occurred_at=occurred_at, source=source), True
     except IntegrityError:
-        return Event.objects.get(event_id=event_id), False
+        existing = Event.objects.filter(event_id=event_id).first() if event_id else None
+        if existing is None:
+            raise
+        return existing, False
+
+
+@transaction.atomic
+def _insert_event(*, subscriber, name, properties, event_id, occurred_at, source):
+    now = timezone.now()
+    event = Event.objects.create(
+        subscriber=subscriber, event_id=event_id, name=name, properties=properties,
+        occurred_at=occurred_at or now, received_at=now, source=source,
+    )
     apply_commerce_facts(event)
-    Subscriber.objects.filter(pk=subscriber.pk).update(last_seen_at=now)
+    if subscriber.last_seen_at is None or now - subscriber.last_seen_at >= LAST_SEEN_RESOLUTION:
+        Subscriber.objects.filter(pk=subscriber.pk).update(last_seen_at=now)
+        subscriber.last_seen_at = now
     _on_commit_send(signals.event_recorded, event_id=event.pk, subscriber_id=subscriber.pk, name=name)
-    return event, True
+    return event
 
 
 def record_events(*, items, source=Source.API):

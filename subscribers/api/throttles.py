@@ -13,7 +13,8 @@ across a window boundary.
 """
 import time
 
-from django.core.cache import cache
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
@@ -26,6 +27,26 @@ def parse_rate(rate):
     """'120/min' -> (120, 60)."""
     count, period = rate.split("/")
     return int(count), PERIODS[period.strip()[0].lower()]
+
+
+def count_in_window(cache_key, *, timeout):
+    """Add one to the counter `cache_key` (created with `timeout`) and return it."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        # One round trip instead of Django's add + exists + incr.
+        client = backend._cache.get_client(write=True)
+        key = backend.make_and_validate_key(cache_key)
+        pipe = client.pipeline(transaction=False)
+        pipe.set(key, 0, ex=timeout, nx=True)
+        pipe.incr(key)
+        return pipe.execute()[1]
+    if backend.add(cache_key, 1, timeout=timeout):
+        return 1
+    try:
+        return backend.incr(cache_key)
+    except ValueError:  # the window expired between add and incr
+        backend.add(cache_key, 1, timeout=timeout)
+        return 1
 
 
 class _ApiKeyRateThrottle(BaseThrottle):
@@ -49,14 +70,7 @@ class _ApiKeyRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // period)
         cache_key = f"throttle:{self.scope}:{self.identity(request, key)}:{period}:{window}"
-        if cache.add(cache_key, 1, timeout=period + 1):
-            count = 1
-        else:
-            try:
-                count = cache.incr(cache_key)
-            except ValueError:  # the window expired between add and incr
-                cache.add(cache_key, 1, timeout=period + 1)
-                count = 1
+        count = count_in_window(cache_key, timeout=period + 1)
         if count > limit:
             self.wait_seconds = (window + 1) * period - now
             return False

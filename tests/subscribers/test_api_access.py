@@ -1,4 +1,7 @@
 """Keys, origins, CORS, rate limits and the error format of the storefront API."""
+import os
+import uuid
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -146,6 +149,24 @@ def test_secret_keys_are_limited_per_key(settings):
     statuses = [api.post("/api/v1/events", EVENT, format="json").status_code for _ in range(3)]
     assert statuses == [201, 201, 429]
     assert secret_client().post("/api/v1/events", EVENT, format="json").status_code == 201
+
+
+def test_rate_limits_count_in_redis_across_processes(settings):
+    """The production path: counters live in Redis, shared by every web process."""
+    settings.CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        "KEY_PREFIX": f"tanbih-test-{uuid.uuid4().hex}",
+    }}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK,
+                               "DEFAULT_THROTTLE_RATES": {"publishable": "2/min", "secret": "1000/min"}}
+    _, raw = make_publishable_key()
+    browser = browser_client(raw)
+
+    statuses = [browser.post("/api/v1/events", EVENT, format="json").status_code for _ in range(3)]
+
+    assert statuses == [201, 201, 429]
+    assert int(browser.post("/api/v1/events", EVENT, format="json")["Retry-After"]) <= 60
 
 
 # --- Bodies and errors ---------------------------------------------------------------
