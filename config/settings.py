@@ -109,6 +109,8 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite creates the file but not its folder: a fresh clone has no data/.
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # The web server, the worker and beat share one SQLite file: wait on locks
     # instead of failing at once, and let readers run beside the writer.
     DATABASES["default"]["CONN_MAX_AGE"] = 0
