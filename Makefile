@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# Tanbih's own address (absolute links, the demo storefront's allowed origin)
+# follows HOST and PORT for `make run` unless SITE_URL is set.
+RUN_SITE_URL := http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 
 .PHONY: run test install install-test migrate demo serve bench-ingest clean
 
@@ -28,6 +31,8 @@ install-test: $(VENV)/.installed-test node_modules/.installed
 
 migrate: install
 	$(PY) manage.py migrate --noinput
+
+run demo: export SITE_URL ?= $(RUN_SITE_URL)
 
 demo: migrate
 	$(PY) manage.py load_demo_store --if-empty

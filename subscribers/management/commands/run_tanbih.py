@@ -82,6 +82,31 @@ def beat_command():
     ]
 
 
+def shown_base_url(host, port):
+    shown_host = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
+    if ":" in shown_host:
+        shown_host = f"[{shown_host}]"
+    return f"http://{shown_host}:{port}"
+
+
+def allow_demo_storefront(base_url):
+    """The demo storefront's key must work from wherever this run serves it.
+
+    Returns True when a demo store is loaded.
+    """
+    from django.db import DatabaseError
+
+    from subscribers.demo_keys import demo_publishable_key, ensure_demo_publishable_key
+
+    try:
+        if demo_publishable_key() is None:
+            return False
+        ensure_demo_publishable_key(settings.SITE_URL, base_url)
+    except DatabaseError:
+        return False  # not migrated yet: the web server will say so
+    return True
+
+
 def port_answers(host, port):
     try:
         with socket.create_connection((host if host not in ("0.0.0.0", "::") else "127.0.0.1", port), timeout=0.5):
@@ -158,6 +183,7 @@ class Command(BaseCommand):
         prepare_data_folders()
         if port_answers(host, port):
             raise CommandError(f"Something already listens on {host}:{port}; choose another --port.")
+        self.demo_store = allow_demo_storefront(shown_base_url(host, port))
 
         stop_requested = {"signal": None}
 
@@ -222,10 +248,7 @@ class Command(BaseCommand):
     def _announce(self, host, port, took):
         from .ensure_admin import USERNAME, saved_password
 
-        shown_host = host if host not in ("0.0.0.0", "::") else "127.0.0.1"
-        if ":" in shown_host:
-            shown_host = f"[{shown_host}]"
-        base = f"http://{shown_host}:{port}"
+        base = shown_base_url(host, port)
         password = saved_password()
         login = (f"user {USERNAME}, password {password}" if password
                  else "the admin user's password (ADMIN_PASSWORD, or `manage.py changepassword admin`)")
@@ -234,5 +257,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"\nTanbih is running at {base}/  (up in {took:.1f}s)"))
         self.stdout.write(f"  Admin:    {base}/admin/  ({login})")
         self.stdout.write(f"  API docs: {base}/api/docs/")
+        if self.demo_store:
+            self.stdout.write(f"  Demo storefront (the JS SDK at work): {base}/demo/store/  ·  {base}/demo/store/ar/")
         self.stdout.write(f"  Database: {database}; broker: {broker}; worker queues: {', '.join(QUEUES)}")
         self.stdout.write("  Press Ctrl-C to stop the web server, the worker and beat.\n")
