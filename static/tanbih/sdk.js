@@ -204,7 +204,6 @@
 
   function set(values) {
     applyOptions(values);
-    if (values && typeof values.category === "string") options.category = values.category;
   }
 
   function reset() {
@@ -486,18 +485,22 @@
     emit("prompt", { lang: lang, dir: dir });
   }
 
+  // Schedules the soft prompt when this shopper, on this page, should see it; returns the
+  // delay in milliseconds, or null when it won't appear.
   function promptWhenDue(config) {
     var prompt = config.prompt || {};
-    if (!options.autoPrompt || !prompt.enabled || !config.vapid_public_key) return;
-    if (!pushSupported() || Notification.permission !== "default") return;
-    if (!pageMatches(prompt.page_patterns)) return;
-    if (declinedRecently(prompt.reprompt_after_days || 0)) return;
+    if (!options.autoPrompt || !prompt.enabled || !config.vapid_public_key) return null;
+    if (!pushSupported() || Notification.permission !== "default") return null;
+    if (!pageMatches(prompt.page_patterns)) return null;
+    if (declinedRecently(prompt.reprompt_after_days || 0)) return null;
+    var delay = Math.max(0, prompt.delay_seconds || 0) * 1000;
     window.setTimeout(function () {
       // The shopper may have subscribed another way (a button calling tanbih.subscribe()).
       if (Notification.permission === "default" && !declinedRecently(prompt.reprompt_after_days || 0)) {
         showPrompt(config);
       }
-    }, Math.max(0, prompt.delay_seconds || 0) * 1000);
+    }, delay);
+    return delay;
   }
 
   // --- Commands, the queue and start-up ---------------------------------------------
@@ -512,12 +515,15 @@
       registerServiceWorker().catch(function () {});
     }
     loadConfig().then(function (config) {
-      if (!pushSupported()) return;
-      syncSubscription(config);
+      if (pushSupported()) syncSubscription(config);
+      function decide() {
+        var delay = pushSupported() ? promptWhenDue(config) : null;
+        emit("config", { push_supported: pushSupported(), prompt_in_ms: delay });
+      }
       if (document.readyState === "loading") {
-        document.addEventListener("DOMContentLoaded", function () { promptWhenDue(config); });
+        document.addEventListener("DOMContentLoaded", decide);
       } else {
-        promptWhenDue(config);
+        decide();
       }
     }, function () {});
     var pending = waiting;

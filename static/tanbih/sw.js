@@ -121,10 +121,12 @@
 
   self.addEventListener("push", function (event) {
     var shown = notificationFromPayload(parsePayload(event));
-    event.waitUntil(Promise.all([
-      self.registration.showNotification(shown.title, shown.options),
-      report(shown.options.data.code, "displayed"),
-    ]));
+    // "displayed" is reported once the browser has shown it, never for a notification that failed.
+    event.waitUntil(
+      self.registration.showNotification(shown.title, shown.options).then(function () {
+        return report(shown.options.data.code, "displayed");
+      })
+    );
   });
 
   function openOrFocus(url) {
