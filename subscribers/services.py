@@ -6,6 +6,7 @@ call these; nothing else writes consent, push-subscription status, carts or
 orders.
 """
 import logging
+from contextlib import nullcontext
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
@@ -404,18 +405,22 @@ def record_event(*, subscriber, name, properties=None, event_id=None, occurred_a
         return existing, False
 
 
-@transaction.atomic
 def _insert_event(*, subscriber, name, properties, event_id, occurred_at, source):
-    now = timezone.now()
-    event = Event.objects.create(
-        subscriber=subscriber, event_id=event_id, name=name, properties=properties,
-        occurred_at=occurred_at or now, received_at=now, source=source,
-    )
-    apply_commerce_facts(event)
-    if subscriber.last_seen_at is None or now - subscriber.last_seen_at >= LAST_SEEN_RESOLUTION:
-        Subscriber.objects.filter(pk=subscriber.pk).update(last_seen_at=now)
-        subscriber.last_seen_at = now
-    _on_commit_send(signals.event_recorded, event_id=event.pk, subscriber_id=subscriber.pk, name=name)
+    # A commerce event changes carts or orders with it: all or nothing. Any other
+    # event is one INSERT that needs no transaction of its own (the last-seen
+    # time may lag); inside a caller's transaction atomic() gives the savepoint.
+    needs_transaction = name in COMMERCE_EVENTS or transaction.get_connection().in_atomic_block
+    with transaction.atomic() if needs_transaction else nullcontext():
+        now = timezone.now()
+        event = Event.objects.create(
+            subscriber=subscriber, event_id=event_id, name=name, properties=properties,
+            occurred_at=occurred_at or now, received_at=now, source=source,
+        )
+        apply_commerce_facts(event)
+        if subscriber.last_seen_at is None or now - subscriber.last_seen_at >= LAST_SEEN_RESOLUTION:
+            Subscriber.objects.filter(pk=subscriber.pk).update(last_seen_at=now)
+            subscriber.last_seen_at = now
+        _on_commit_send(signals.event_recorded, event_id=event.pk, subscriber_id=subscriber.pk, name=name)
     return event
 
 

@@ -75,6 +75,33 @@ def machine():
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")}
 
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(root_pid):
+    """User + system CPU time of a process and its children (the gunicorn master and workers)."""
+    pids, total = {root_pid}, 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == root_pid:
+                pids.add(int(entry))
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def load_average():
+    return float(open("/proc/loadavg").read().split()[0])
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -165,11 +192,15 @@ class Bench:
                    "--key", self.key, "--customers", self.customers_file.name, "--body-style", body_style]
         for name, value in options.items():
             command += [f"--{name.replace('_', '-')}", str(value)]
-        before = self.event_count()
+        before, cpu_before = self.event_count(), cpu_seconds(self.server.pid)
         output = subprocess.run(command, cwd=ROOT, env=self.env, check=True, capture_output=True, text=True,
                                 timeout=200).stdout
         result = json.loads(output)
         result["rows_stored"] = self.event_count() - before
+        # CPU the app spent per stored event: comparable even when other work shares the machine.
+        result["app_cpu_ms_per_event"] = round(
+            (cpu_seconds(self.server.pid) - cpu_before) * 1000 / max(1, result["rows_stored"]), 3)
+        result["load_average_after"] = load_average()
         return result
 
     def run(self):
@@ -189,19 +220,31 @@ class Bench:
         self.load("open", product_single, "product", rate=50, seconds=2)
         self.load("open", baseline_batch, "baseline", rate=50, seconds=2)
 
+        if self.args.only == "single":
+            results["batch_product"] = results["batch_baseline"] = None
+        else:
+            self.run_batches(results, product_batch, baseline_batch, batches, baseline_batches)
+        if self.args.only == "batch":
+            results["single_product"] = results["single_baseline"] = None
+        else:
+            self.run_singles(results, product_single, baseline_batch, seconds)
+        return results
+
+    def run_batches(self, results, product_batch, baseline_batch, batches, baseline_batches):
         print("batches of 500: product", flush=True)
         results["batch_product"] = self.load("batch", product_batch, "product", batches=batches, batch_size=500,
                                              concurrency=self.args.concurrency)
         print("batches of 500: naive baseline", flush=True)
         results["batch_baseline"] = self.load("batch", baseline_batch, "baseline", batches=baseline_batches,
                                               batch_size=500, concurrency=self.args.concurrency)
+
+    def run_singles(self, results, product_single, baseline_single, seconds):
         print(f"single events at {self.args.rate:g}/s for {seconds}s: product", flush=True)
         results["single_product"] = self.load("open", product_single, "product", rate=self.args.rate,
                                               seconds=seconds)
         print(f"single events at {self.args.rate:g}/s for {seconds}s: naive baseline", flush=True)
-        results["single_baseline"] = self.load("open", baseline_batch, "baseline", rate=self.args.rate,
+        results["single_baseline"] = self.load("open", baseline_single, "baseline", rate=self.args.rate,
                                                seconds=seconds)
-        return results
 
 
 def render(results):
@@ -279,6 +322,7 @@ def main():
     parser.add_argument("--concurrency", type=int, default=4, help="batch requests in flight")
     parser.add_argument("--rate", type=float, default=200, help="single events per second")
     parser.add_argument("--quick", action="store_true", help="a short smoke run (figures not meaningful)")
+    parser.add_argument("--only", choices=["batch", "single"], help="run one half (no docs written)")
     parser.add_argument("--write-docs", action="store_true", help="rewrite the Ingest section of docs/benchmarks.md")
     args = parser.parse_args()
 
@@ -292,6 +336,9 @@ def main():
         os.unlink(bench.customers_file.name)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingest.json").write_text(json.dumps(results, indent=2))
+    if args.only:
+        print(json.dumps({k: v for k, v in results.items() if k.startswith(("batch", "single"))}, indent=1))
+        return
     section = render(results)
     print(section)
     if args.write_docs:
