@@ -13,12 +13,12 @@ from .reports import record_notification_report
 
 class NotificationReportSerializer(serializers.Serializer):
     code = serializers.RegexField(
-        r"^[A-Za-z0-9_.:-]{1,64}$", max_length=64,
+        r"^[A-Za-z0-9_.:-]{1,64}$",
         error_messages={"invalid": "The message code is 1–64 letters, digits, '_', '.', ':' or '-'."},
     )
     kind = serializers.ChoiceField(choices=NotificationReportKind.choices)
     action = serializers.RegexField(
-        r"^[A-Za-z0-9_.:-]{1,64}$", max_length=64, required=False, allow_blank=True, allow_null=True,
+        r"^[A-Za-z0-9_.:-]{1,64}$", required=False, allow_blank=True, allow_null=True,
         error_messages={"invalid": "The action id is 1–64 letters, digits, '_', '.', ':' or '-'."},
     )
     endpoint = serializers.URLField(max_length=1000, required=False, allow_blank=True, allow_null=True)

@@ -8,7 +8,8 @@ import os
 import pytest
 
 from subscribers.management.commands.generate_vapid_keys import generate_vapid_keypair
-from tests.peers import web_push_service  # noqa: F401 - the fixture, shared with these tests
+from tests.factories import isolated_cache  # noqa: F401 - fixture: rate-limit counters per test
+from tests.peers import web_push_service  # noqa: F401 - fixture: the push service emulator
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
@@ -35,7 +36,7 @@ def vapid_keys():
 
 
 @pytest.fixture
-def store(live_server, settings, vapid_keys, transactional_db):
+def store(live_server, settings, vapid_keys, transactional_db, isolated_cache):
     """The demo storefront on the live server, with push configured and a prompt after one second."""
     from subscribers.demo_keys import ensure_demo_publishable_key
     from subscribers.models import PushPromptConfig
