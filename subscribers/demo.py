@@ -1,8 +1,8 @@
 """The demo store: a realistic shop's shoppers and 90 days of their behaviour.
 
-Everything is drawn from one seeded random generator, so the same seed gives the
-same shoppers (names, emails, phones, places) every time; times are relative to
-`now`. The shop sells in five markets (Saudi Arabia, the Emirates, Egypt, the
+Everything is drawn from seeded random streams (one per shopper), so the same
+seed gives the same shoppers (names, emails, phones, places) on any day; times
+are relative to `now`. The shop sells in five markets (Saudi Arabia, the Emirates, Egypt, the
 UK, the US), one timezone each, in Arabic and English.
 
 The rows are written with bulk inserts straight through the ORM, which is fine
@@ -243,7 +243,7 @@ class DemoStore:
 
 
 class Generator:
-    """Draws a store from one seeded random generator; see module docstring."""
+    """Draws a store from seeded random streams; see the module docstring."""
 
     def __init__(self, *, seed, now, site_url):
         self.seed = seed
