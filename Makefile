@@ -9,7 +9,7 @@ PORT ?= 8000
 # follows HOST and PORT for `make run` unless SITE_URL is set.
 RUN_SITE_URL := http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 
-.PHONY: run test install install-test migrate demo serve bench-ingest clean
+.PHONY: run test install install-test migrate demo bench-ingest clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
