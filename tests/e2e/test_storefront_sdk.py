@@ -153,6 +153,20 @@ def test_it_asks_again_once_the_reprompt_days_have_passed(page, store):
     assert sdk_event(page, "config")["prompt_in_ms"] == 1000
 
 
+def test_the_prompt_appears_only_on_the_pages_the_marketer_chose(page, store):
+    config = store["prompt"]
+    config.page_patterns = ["/demo/store/*/products/*"]
+    config.save()
+    page.add_init_script(RECORD_SDK_EVENTS)
+
+    page.goto("/demo/store/en/")
+    on_home = sdk_event(page, "config")["prompt_in_ms"]
+    page.goto(PRODUCT_PAGE)
+    on_product = sdk_event(page, "config")["prompt_in_ms"]
+
+    assert (on_home, on_product) == (None, 1000)
+
+
 def test_it_does_not_prompt_when_notifications_are_already_allowed(context, page, store):
     context.grant_permissions(["notifications"], origin=store["url"])
     page.add_init_script(RECORD_SDK_EVENTS)
