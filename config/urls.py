@@ -12,3 +12,6 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("", include("subscribers.urls")),
 ]
+
+# Unknown /api/ paths answer JSON like every other API error.
+handler404 = "subscribers.api.errors.page_not_found"

@@ -7,6 +7,8 @@ import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
+from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -84,3 +86,12 @@ def handle_exception(exc, context):
         )
     response.data = {"errors": _flatten(response.data)}
     return response
+
+
+def page_not_found(request, exception=None):
+    """config.urls.handler404: JSON under /api/, Django's page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"errors": [{"field": None, "code": "not_found",
+                                         "message": f"No API endpoint at {request.path}; see /api/docs/."}]},
+                            status=404)
+    return defaults.page_not_found(request, exception)

@@ -3,7 +3,10 @@ import os
 import uuid
 
 import pytest
+from django.db import IntegrityError
 from rest_framework.test import APIClient
+
+from subscribers.api.errors import handle_exception
 
 from subscribers.models import ApiKey, Event, Subscriber
 from tests.factories import (  # noqa: F401 - isolated_cache is a fixture
@@ -207,3 +210,19 @@ def test_every_error_names_field_code_and_message():
     assert {e["field"] for e in errors} == {"external_id", "timezone"}
     assert all(set(e) == {"field", "code", "message"} for e in errors)
     assert not Subscriber.objects.exists()
+
+
+def test_an_unknown_api_path_is_a_json_404():
+    response = secret_client().get("/api/v1/no-such-thing")
+    assert response.status_code == 404
+    assert only_error(response)["code"] == "not_found"
+    assert "/api/docs/" in only_error(response)["message"]
+
+
+def test_a_write_that_loses_a_race_for_a_unique_row_answers_409():
+    # Two requests creating the same row: the database refuses the second one.
+    response = handle_exception(IntegrityError("duplicate key value violates unique constraint"), {})
+    assert response.status_code == 409
+    assert response.data == {"errors": [{
+        "field": None, "code": "conflict",
+        "message": "Another request changed the same data at the same time; retry the request."}]}
