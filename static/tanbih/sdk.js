@@ -135,8 +135,18 @@
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    if (extra && extra.keepalive) init.keepalive = true;
-    return window.fetch(apiBase() + "/api/v1/" + path, init).then(function (response) {
+    var url = apiBase() + "/api/v1/" + path;
+    var sent;
+    if (extra && extra.keepalive) {
+      // Older browsers refuse keepalive with a CORS preflight, and every browser refuses it
+      // above 64 kB: send again without it (the caller's event_id makes a repeat harmless).
+      var plain = Object.assign({}, init);
+      init.keepalive = true;
+      sent = window.fetch(url, init).catch(function () { return window.fetch(url, plain); });
+    } else {
+      sent = window.fetch(url, init);
+    }
+    return sent.then(function (response) {
       return response.text().then(function (text) {
         var data = {};
         try { data = text ? JSON.parse(text) : {}; } catch (e) { data = {}; }
@@ -184,7 +194,6 @@
     var body = { anonymous_id: anonymousId(), external_id: String(externalId), traits: traits };
     if (extra.user_hash) body.user_hash = extra.user_hash;
     return request("POST", "identify", body).then(function (data) {
-      storage.set("external_id", String(externalId));
       emit("identified", { external_id: String(externalId) });
       return data;
     }, reportFailure);
@@ -208,7 +217,6 @@
 
   function reset() {
     storage.remove("anonymous_id");
-    storage.remove("external_id");
     return anonymousId();
   }
 
@@ -376,6 +384,7 @@
   // --- The soft opt-in prompt -------------------------------------------------------
   var DAY_MS = 24 * 60 * 60 * 1000;
   var promptHost = null;
+  var focusBeforePrompt = null;
 
   function pageMatches(patterns) {
     if (!patterns || !patterns.length) return true;
@@ -412,8 +421,12 @@
   ].join("\n");
 
   function closePrompt() {
+    var hadFocus = promptHost && promptHost.shadowRoot && promptHost.shadowRoot.activeElement;
     if (promptHost && promptHost.parentNode) promptHost.parentNode.removeChild(promptHost);
     promptHost = null;
+    // Give the keyboard back where the shopper was.
+    if (hadFocus && focusBeforePrompt && focusBeforePrompt.focus) focusBeforePrompt.focus({ preventScroll: true });
+    focusBeforePrompt = null;
   }
 
   function showPrompt(config) {
@@ -481,7 +494,10 @@
     // Announce the prompt to screen readers without stealing focus from a form being filled in.
     var active = document.activeElement;
     var typing = active && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName);
-    if (!typing) box.focus({ preventScroll: true });
+    if (!typing) {
+      focusBeforePrompt = active;
+      box.focus({ preventScroll: true });
+    }
     emit("prompt", { lang: lang, dir: dir });
   }
 

@@ -112,7 +112,6 @@
         method: "POST",
         mode: "cors",
         credentials: "omit",
-        keepalive: true,
         headers: { "Content-Type": "application/json", "X-Tanbih-Key": API_KEY },
         body: JSON.stringify(body),
       });

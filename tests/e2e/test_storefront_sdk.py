@@ -142,6 +142,22 @@ def test_not_now_is_remembered_across_a_reload(page, store):
     assert page.evaluate("() => localStorage.getItem('tanbih.prompt_declined_at')")
 
 
+def test_the_prompt_is_usable_from_the_keyboard_and_escape_means_not_now(page, store):
+    page.add_init_script(RECORD_SDK_EVENTS)
+    page.goto("/demo/store/")
+    dialog = page.get_by_role("dialog")
+    dialog.wait_for()
+
+    page.keyboard.press("Tab")
+    focused = page.evaluate("() => document.getElementById('tanbih-prompt').shadowRoot.activeElement.textContent")
+    page.keyboard.press("Escape")
+
+    assert focused in (store["prompt"].decline_en, store["prompt"].accept_en)
+    assert dialog.count() == 0
+    assert sdk_event(page, "declined") == {}
+    assert page.evaluate("() => localStorage.getItem('tanbih.prompt_declined_at')")
+
+
 def test_it_asks_again_once_the_reprompt_days_have_passed(page, store):
     page.add_init_script(RECORD_SDK_EVENTS)
     fifteen_days_ago = (datetime.datetime.now() - datetime.timedelta(days=15)).timestamp() * 1000
