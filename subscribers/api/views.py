@@ -246,8 +246,8 @@ class IdentifyView(StorefrontApiView):
                                user_hash=data.get("user_hash"), linking=True)
         traits = dict(data.get("traits") or {})
         check_contact_conflicts(external_id, traits)
-        link = AnonymousId.objects.filter(value=anonymous_id).values_list("subscriber__external_id", flat=True)
-        merged = bool(link) and list(link)[0] is None
+        owner = AnonymousId.objects.filter(value=anonymous_id).values_list("subscriber__external_id", flat=True)
+        merged = list(owner) == [None]  # the browser has an anonymous profile that is about to be merged
         services.identify_subscriber(anonymous_id=anonymous_id, external_id=external_id, source=self.source(),
                                      **traits)
         return Response({"external_id": external_id, "anonymous_id": anonymous_id, "merged": merged})
