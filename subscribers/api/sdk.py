@@ -2,13 +2,14 @@
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ..models import ApiKeyKind, PushPromptConfig
 from .auth import ApiKeyAuthentication, ApiKeyUser, IsApiKey, _lookup
+from .serializers import ErrorSerializer
 from .throttles import PublishableKeyThrottle, SecretKeyThrottle
 
 
@@ -52,28 +53,52 @@ def prompt_texts(config):
     }
 
 
+class PromptTextsSerializer(serializers.Serializer):
+    title = serializers.CharField()
+    body = serializers.CharField()
+    accept = serializers.CharField()
+    decline = serializers.CharField()
+
+
+class PromptTextsByLanguageSerializer(serializers.Serializer):
+    en = PromptTextsSerializer()
+    ar = PromptTextsSerializer()
+
+
+class PromptSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(help_text="False when the marketer turned it off or no VAPID key is set.")
+    delay_seconds = serializers.IntegerField()
+    page_patterns = serializers.ListField(
+        child=serializers.CharField(), help_text="Path prefixes, or patterns with *; empty: every page.")
+    reprompt_after_days = serializers.IntegerField()
+    texts = PromptTextsByLanguageSerializer()
+
+
+class SdkConfigSerializer(serializers.Serializer):
+    vapid_public_key = serializers.CharField(help_text="base64url; empty when web push is not configured.")
+    prompt = PromptSerializer()
+
+
 class SdkConfigView(APIView):
     authentication_classes = [SdkKeyAuthentication]
     permission_classes = [IsApiKey]
     throttle_classes = [PublishableKeyThrottle, SecretKeyThrottle]
 
     @extend_schema(
+        operation_id="sdk_config",
+        tags=["browser"],
         summary="Configuration for the storefront SDK",
         description=(
             "The VAPID public key to subscribe with and the soft opt-in prompt set by the marketer "
             "(texts in Arabic and English, delay, pages where it may appear, days before asking again "
             "after 'not now'). Called by sdk.js with the publishable key."
         ),
-        responses={200: inline_serializer("SdkConfig", {
-            "vapid_public_key": serializers.CharField(),
-            "prompt": inline_serializer("SdkPrompt", {
-                "enabled": serializers.BooleanField(),
-                "delay_seconds": serializers.IntegerField(),
-                "page_patterns": serializers.ListField(child=serializers.CharField()),
-                "reprompt_after_days": serializers.IntegerField(),
-                "texts": serializers.DictField(child=serializers.DictField(child=serializers.CharField())),
-            }),
-        })},
+        responses={
+            200: SdkConfigSerializer,
+            401: OpenApiResponse(ErrorSerializer, description="No API key, or an unknown / revoked one."),
+            403: OpenApiResponse(ErrorSerializer, description="An origin the publishable key does not allow."),
+            429: OpenApiResponse(ErrorSerializer, description="Rate limit reached; see Retry-After."),
+        },
     )
     def get(self, request):
         config = PushPromptConfig.current()
