@@ -239,6 +239,9 @@ class KnownFilter(admin.SimpleListFilter):
 class SubscriberAdminForm(forms.ModelForm):
     """The API's rules for a profile: E.164 phone (country as default region), locale, timezone."""
 
+    subscribed_page_url = forms.URLField(label=_("subscribed on page"), max_length=2000, required=False,
+                                         assume_scheme="https")
+
     class Meta:
         model = Subscriber
         fields = "__all__"

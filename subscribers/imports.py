@@ -38,7 +38,7 @@ from django.core.validators import URLValidator, validate_email
 from django.db import transaction
 from django.utils import timezone
 from import_export import fields, resources, widgets
-from import_export.results import Error, RowResult
+from import_export.results import RowResult
 
 from . import services
 from .models import (
@@ -118,6 +118,17 @@ def problems_from_validation_error(error, default_field=""):
 
 # --- Cell parsing ---------------------------------------------------------------
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+PLAIN_NUMBER = re.compile(r"^[+-]?\d[\d.]*$")
+
+
+def escape_formula(value):
+    """Quote text a spreadsheet would run as a formula (a shopper can type "=HYPERLINK(…)" as a name)."""
+    if isinstance(value, str) and value.startswith(FORMULA_START) and not PLAIN_NUMBER.match(value):
+        return "'" + value
+    return value
+
+
 def text(value):
     """A cell as stripped text; spreadsheet numbers lose their '.0' (customer ids, phones)."""
     if value is None:
@@ -126,7 +137,10 @@ def text(value):
         value = int(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
-    return str(value).strip()
+    value = str(value).strip()
+    if value[:1] == "'" and value[1:2] and value[1] in "=+-@":
+        return value[1:]  # quoted by escape_formula on export
+    return value
 
 
 def normalize_header(header):
@@ -320,6 +334,9 @@ class ServiceResource(resources.ModelResource):
     def apply_row(self, cleaned, context, *, row_number=None):
         raise NotImplementedError
 
+    def export_field(self, field, instance, **kwargs):
+        return escape_formula(super().export_field(field, instance, **kwargs))
+
     def evidence(self, row_number, file_name=""):
         evidence = {"import_row": row_number}
         if self.job is not None:
@@ -329,8 +346,8 @@ class ServiceResource(resources.ModelResource):
             evidence["file"] = str(file_name).rsplit("/", 1)[-1]
         return evidence
 
-    def process_row(self, row, context, *, row_number, dry_run=False):
-        """Check a row and, unless dry_run, apply it in its own savepoint.
+    def process_row(self, row, context, *, row_number):
+        """Check a row and apply it in its own savepoint.
 
         Returns (kind, instance); raises BadRow. Service-level refusals
         (ValidationError) become BadRow too, so they are reported like any
@@ -339,7 +356,7 @@ class ServiceResource(resources.ModelResource):
         cleaned = self.clean_row(row, context)
         kind = self.classify(cleaned, context)
         instance = cleaned.get("_instance")
-        if dry_run or kind == UNCHANGED:
+        if kind == UNCHANGED:
             return kind, instance
         try:
             with transaction.atomic():
@@ -367,7 +384,6 @@ class ServiceResource(resources.ModelResource):
                 row_result.import_type = RowResult.IMPORT_TYPE_SKIP
                 return row_result
             context = self.prefetch([row])
-            self._row_file_name = getattr(self, "_file_name", "")
             # Inside import_data's transaction: a dry run applies the row and is
             # rolled back with everything else, so its preview is exact.
             kind, instance = self.process_row(row, context, row_number=number)
@@ -384,9 +400,6 @@ class ServiceResource(resources.ModelResource):
             row_result.import_type = RowResult.IMPORT_TYPE_ERROR
             row_result.errors.append(self.get_error_result_class()(error, row=row, number=number))
         return row_result
-
-    def get_error_result_class(self):
-        return Error
 
 
 class SubscriberResource(ServiceResource):
@@ -682,7 +695,7 @@ class ConsentResource(ServiceResource):
         problem = self._newer_decision(current, cleaned["status"], cleaned["at"])
         if problem:
             raise BadRow([problem])
-        evidence = self.evidence(row_number, getattr(self, "_row_file_name", ""))
+        evidence = self.evidence(row_number, getattr(self, "_file_name", ""))
         if cleaned["note"]:
             evidence["note"] = cleaned["note"]
         write = services.grant_consent if cleaned["status"] == ConsentStatus.GRANTED else services.revoke_consent
@@ -1093,6 +1106,6 @@ def problems_as_csv(job):
     writer = csv.writer(out)
     writer.writerow(["row", "column", "value", "problem", "code"])
     for problem in job.errors:
-        writer.writerow([problem.get("row"), problem.get("field"), problem.get("value"), problem.get("message"),
-                         problem.get("code")])
+        writer.writerow([problem.get("row"), problem.get("field"), escape_formula(problem.get("value")),
+                         escape_formula(problem.get("message")), problem.get("code")])
     return out.getvalue()

@@ -438,3 +438,15 @@ def test_an_exported_orders_file_imports_back_without_changes(admin_client):
     again = run(make_job("orders", exported))
     assert (again.status, again.created_rows, again.updated_rows, again.error_rows) == (
         ImportJobStatus.DONE, 0, 0, 0)
+
+
+def test_text_a_shopper_typed_is_not_exported_as_a_spreadsheet_formula(admin_client):
+    make_subscriber("c-1", first_name='=HYPERLINK("https://evil.example","click")', phone="+966501234567")
+    exported = export(admin_client, "subscriber", imports.SubscriberResource, "0").content
+    row = next(csv.DictReader(io.StringIO(exported.decode("utf-8-sig"))))
+    assert row["first_name"] == '\'=HYPERLINK("https://evil.example","click")'
+    assert row["phone"] == "+966501234567"  # a number stays a number
+
+    Subscriber.objects.all().delete()
+    run(make_job("subscribers", exported))
+    assert Subscriber.objects.get(external_id="c-1").first_name == '=HYPERLINK("https://evil.example","click")'
