@@ -281,8 +281,9 @@ class EventOutSerializer(serializers.Serializer):
     event_id = serializers.CharField(allow_null=True)
 
 
+# Documents the body only: the view validates each event on its own to report it by index.
 class EventBatchSerializer(serializers.Serializer):
-    events = serializers.ListField(child=serializers.JSONField(), help_text="1 to API_MAX_BATCH_EVENTS events.")
+    events = EventSerializer(many=True, help_text="1 to API_MAX_BATCH_EVENTS events.")
 
 
 class BatchItemResultSerializer(serializers.Serializer):

@@ -305,7 +305,8 @@ class EventBatchView(StorefrontApiView):
             "with 400, more events than the limit with 413, both as a whole."
         ),
         request=EventBatchSerializer,
-        responses={200: BatchOutSerializer, 400: E400, 413: E413, **COMMON_ERRORS},
+        responses={200: OpenApiResponse(BatchOutSerializer, description="The batch was read; see each result."),
+                   400: E400, 413: E413, **COMMON_ERRORS},
     )
     def post(self, request):
         events = request.data.get("events") if isinstance(request.data, dict) else None
