@@ -197,6 +197,9 @@ STORAGES = {
 }
 MEDIA_ROOT = Path(env("MEDIA_ROOT", DATA_DIR / "media"))
 MEDIA_URL = "/media/"
+# django-import-export keeps an upload between its preview and the confirmed
+# import; MEDIA_ROOT is shared by every web process, a process's /tmp is not.
+IMPORT_EXPORT_TMP_STORAGE_CLASS = "import_export.tmp_storages.MediaStorage"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -17,6 +17,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
+from django.db.models import Q
 from django.forms.models import BaseInlineFormSet
 from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -567,6 +568,18 @@ class EventAdmin(admin.ModelAdmin):
     paginator = LargeTablePaginator
     list_per_page = 50
 
+    def get_search_results(self, request, queryset, search_term):
+        # One OR over indexed columns; a join to the subscriber table inside
+        # the OR would scan every event.
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        condition = Q(name=term) | Q(event_id=term)
+        subscriber_id = Subscriber.objects.filter(external_id=term).values_list("pk", flat=True).first()
+        if subscriber_id:
+            condition |= Q(subscriber_id=subscriber_id)
+        return queryset.filter(condition), False
+
     def has_add_permission(self, request):
         return False
 
@@ -830,6 +843,22 @@ class ImportJobAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # a job is a record of one run
+
+    def _delete_files(self, jobs):
+        # A checked job and the import started from it share one upload.
+        names = {job.file.name for job in jobs if job.file}
+        still_used = set(ImportJob.objects.filter(file__in=names).values_list("file", flat=True))
+        for name in names - still_used:
+            ImportJob.file.field.storage.delete(name)
+
+    def delete_model(self, request, obj):
+        super().delete_model(request, obj)
+        self._delete_files([obj])
+
+    def delete_queryset(self, request, queryset):
+        jobs = list(queryset)
+        super().delete_queryset(request, queryset)
+        self._delete_files(jobs)
 
     def add_view(self, request, form_url="", extra_context=None):
         return HttpResponseRedirect(reverse("admin:subscribers_importjob_upload"))

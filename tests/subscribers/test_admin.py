@@ -341,3 +341,23 @@ def test_a_big_unfiltered_event_list_is_not_counted_row_by_row(admin_client, mon
     counted = any("COUNT(*)" in q["sql"] and "subscribers_event" in q["sql"] for q in queries.captured_queries)
     assert counted == (connection.vendor != "postgresql")  # PostgreSQL answers from its statistics
     assert admin_client.get(url, {"q": "e-1"}).context["cl"].result_count == 4
+
+
+def test_events_can_be_found_by_customer_id_event_id_or_name(admin_client, shopper):
+    url = reverse("admin:subscribers_event_changelist")
+    assert admin_client.get(url, {"q": "c-1"}).context["cl"].result_count == 3
+    assert admin_client.get(url, {"q": "c-1-view-2"}).context["cl"].result_count == 1
+    assert admin_client.get(url, {"q": "product_viewed"}).context["cl"].result_count == 3
+    assert admin_client.get(url, {"q": "nobody"}).context["cl"].result_count == 0
+
+
+def test_deleting_import_jobs_deletes_their_upload_once_no_job_uses_it(admin_client):
+    checked = ImportJob.objects.create(resource="subscribers", file=ContentFile(b"external_id\n", name="a.csv"))
+    imported = ImportJob.objects.create(resource="subscribers", file=checked.file.name, dry_run=False)
+    storage = ImportJob.file.field.storage
+    url = reverse("admin:subscribers_importjob_changelist")
+
+    admin_client.post(url, {"action": "delete_selected", "_selected_action": [checked.pk], "post": "yes"})
+    assert storage.exists(imported.file.name)
+    admin_client.post(url, {"action": "delete_selected", "_selected_action": [imported.pk], "post": "yes"})
+    assert not storage.exists(imported.file.name) and not ImportJob.objects.exists()
