@@ -69,6 +69,7 @@ DEMO_PRODUCTS = [
 DEMO_TEXT = {
     "en": {
         "store_name": "Tanbih demo store",
+        "currency": "SAR",
         "tagline": "A pretend shop wired to Tanbih with the storefront SDK.",
         "products": "Products",
         "view": "View",
@@ -94,6 +95,7 @@ DEMO_TEXT = {
     },
     "ar": {
         "store_name": "متجر تنبيه التجريبي",
+        "currency": "ر.س",
         "tagline": "متجر تجريبي متصل بتنبيه عبر حزمة المتجر البرمجية.",
         "products": "المنتجات",
         "view": "عرض",
@@ -136,12 +138,12 @@ def _demo_context(request, lang):
         "other_lang": "en" if lang == "ar" else "ar",
         "text": text,
         "products": products,
-        "currency": DEMO_CURRENCY,
         "publishable_key": key.publishable_key,
         "push_configured": bool(settings.VAPID_PUBLIC_KEY),
         "demo_data": {
             "lang": lang,
             "currency": DEMO_CURRENCY,
+            "currency_label": text["currency"],
             "status": text["status"],
             "customer": {
                 "external_id": DEMO_CUSTOMER_ID,

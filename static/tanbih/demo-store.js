@@ -41,7 +41,7 @@
     }
     cart.items.forEach(function (item) {
       var li = document.createElement("li");
-      li.textContent = item.quantity + " × " + item.title + " — " + item.price + " " + data.currency;
+      li.textContent = item.quantity + " × " + item.title + " — " + item.price + " " + data.currency_label;
       list.appendChild(li);
     });
   }

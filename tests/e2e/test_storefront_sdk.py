@@ -7,7 +7,7 @@ import pytest
 from pywebpush import webpush
 
 from delivery.models import NotificationReport
-from subscribers.models import AnonymousId, Consent, Event, PushSubscription, Subscriber
+from subscribers.models import AnonymousId, Cart, Consent, Event, Order, PushSubscription, Subscriber
 
 from .helpers import wait_until
 
@@ -221,6 +221,24 @@ def test_track_sends_an_event_that_reaches_the_database(page, store):
     event = Event.objects.get(name="video_watched")
     assert event.properties == {"video": "تجربة المنتج", "seconds": 42}
     assert event.subscriber.anonymous_ids.get().value == anonymous_id(page)
+
+
+def test_the_demo_shops_cart_and_order_reach_tanbih_as_commerce_facts(page, store):
+    page.add_init_script(RECORD_SDK_EVENTS)
+    page.goto(PRODUCT_PAGE)
+    sdk_event(page, "ready")
+
+    page.get_by_role("button", name="Add to cart").click()
+    page.get_by_role("button", name="Add to cart").click()
+    cart = wait_until(lambda: Cart.objects.filter(items__0__quantity=2).first(), "the cart with two earbuds")
+    page.get_by_role("button", name="Place order").click()
+    order = wait_until(lambda: Order.objects.first(), "the order")
+
+    assert cart.items[0]["product_id"] == "DEMO-1001"
+    assert str(order.value) == "498.00"
+    assert order.currency == "SAR"
+    cart.refresh_from_db()
+    assert cart.status == "converted"
 
 
 def test_identify_ties_the_browser_to_the_customer_with_the_servers_user_hash(page, store):
