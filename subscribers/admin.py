@@ -87,6 +87,7 @@ class ServiceImportExportAdmin(ImportExportModelAdmin):
     import_formats = [CSV, XLSX]
     export_formats = [CSV, XLSX]
     import_export_change_list_template = "admin/subscribers/change_list_import_export.html"
+    import_template_name = "admin/subscribers/import.html"
     background_import_resource = ""
 
     def changelist_view(self, request, extra_context=None):
@@ -918,8 +919,10 @@ class ImportJobAdmin(admin.ModelAdmin):
             "job": job,
             "state": _job_state(job),
             "problems": job.errors,
-            "can_start": job.status in (ImportJobStatus.VALIDATED, ImportJobStatus.FAILED)
-            and self.has_add_permission(request),
+            # A checked file, or one refused for bad rows or stopped half-way (a
+            # file that could not be read at all has no rows to offer).
+            "can_start": self.has_add_permission(request) and (
+                job.status == ImportJobStatus.VALIDATED or (job.status == ImportJobStatus.FAILED and job.total_rows)),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/subscribers/importjob/progress.html", context)

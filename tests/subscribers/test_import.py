@@ -450,3 +450,12 @@ def test_text_a_shopper_typed_is_not_exported_as_a_spreadsheet_formula(admin_cli
     Subscriber.objects.all().delete()
     run(make_job("subscribers", exported))
     assert Subscriber.objects.get(external_id="c-1").first_name == '=HYPERLINK("https://evil.example","click")'
+
+
+def test_the_import_button_names_a_missing_column_plainly(admin_client):
+    response = admin_client.post(reverse("admin:subscribers_consent_import"), {
+        "resource": "0", "format": "0",
+        "import_file": ContentFile(csv_bytes([["customer", "channel"], ["c-1", "sms"]]), name="consents.csv")})
+    page = response.content.decode()
+    assert "The file has no &#x27;external_id&#x27;, &#x27;status&#x27; column" in page
+    assert "Traceback" not in page
