@@ -40,7 +40,6 @@ from .imports import (
     SubscriberResource,
     guess_format,
     problems_as_csv,
-    validate_locale,
 )
 from .models import (
     STANDARD_EVENTS,
@@ -63,7 +62,7 @@ from .models import (
     Source,
     Subscriber,
 )
-from .validation import normalize_phone, normalize_timezone
+from .validation import normalize_locale, normalize_phone, normalize_timezone
 
 admin.site.site_header = _("Tanbih operations")
 admin.site.site_title = _("Tanbih admin")
@@ -261,7 +260,7 @@ class SubscriberAdminForm(forms.ModelForm):
         data["country"] = country
         for name, normalize in (
             ("phone", lambda v: normalize_phone(v, default_region=country or None)),
-            ("locale", validate_locale),
+            ("locale", normalize_locale),
             ("timezone", normalize_timezone),
         ):
             if data.get(name):
@@ -882,8 +881,8 @@ class ImportJobAdmin(admin.ModelAdmin):
             raise Http404
         return job
 
-    def _enqueue(self, job, skip_bad_rows):
-        tasks.import_file.delay_on_commit(job.pk, skip_bad_rows=skip_bad_rows)
+    def _enqueue(self, job):
+        tasks.import_file.delay_on_commit(job.pk)
 
     def upload_view(self, request):
         if not self.has_add_permission(request):
@@ -895,8 +894,9 @@ class ImportJobAdmin(admin.ModelAdmin):
                 skip = data["on_bad_rows"] == "skip"
                 job = ImportJob.objects.create(
                     resource=data["resource"], file=data["file"], file_format=data["file_format"],
-                    dry_run=data["dry_run"], created_by=request.user, message=_queued_message(data["dry_run"], skip))
-                self._enqueue(job, skip)
+                    dry_run=data["dry_run"], skip_bad_rows=skip, created_by=request.user,
+                    message=_queued_message(data["dry_run"], skip))
+                self._enqueue(job)
                 return HttpResponseRedirect(reverse("admin:subscribers_importjob_progress", args=[job.pk]))
         else:
             form = ImportUploadForm(initial={"resource": request.GET.get("resource") or "subscribers"})
@@ -941,8 +941,8 @@ class ImportJobAdmin(admin.ModelAdmin):
         skip = request.POST.get("on_bad_rows") == "skip"
         job = ImportJob.objects.create(
             resource=source.resource, file=source.file.name, file_format=source.file_format, dry_run=False,
-            created_by=request.user, message=_queued_message(False, skip) + f" (file checked in job #{source.pk})")
-        self._enqueue(job, skip)
+            skip_bad_rows=skip, created_by=request.user, message=_queued_message(False, skip) + f" (file checked in job #{source.pk})")
+        self._enqueue(job)
         return HttpResponseRedirect(reverse("admin:subscribers_importjob_progress", args=[job.pk]))
 
     def problems_view(self, request, job_id):

@@ -18,12 +18,10 @@ Row numbers are counted as django-import-export counts them: row 1 is the
 first row under the header (a spreadsheet shows it as line 2).
 """
 import csv
-import functools
 import io
 import json
 import logging
 import re
-import zoneinfo
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -31,7 +29,6 @@ from decimal import Decimal, InvalidOperation
 
 import phonenumbers
 from django.conf import settings
-from django.conf.locale import LANG_INFO
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.core.files.base import File as DjangoFile
 from django.core.validators import URLValidator, validate_email
@@ -52,7 +49,7 @@ from .models import (
     Source,
     Subscriber,
 )
-from .validation import normalize_locale, normalize_phone, normalize_timezone
+from .validation import normalize_locale, normalize_phone, normalize_timezone, timezone_names
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +59,6 @@ MAX_STORED_PROBLEMS = 10_000
 FILE_FORMATS = ("csv", "xlsx")
 NEW, UPDATE, UNCHANGED = "new", "update", "unchanged"
 
-# ISO 639-1, plus the three-letter languages Django ships translations for.
-ISO_639_1 = set(
-    "aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da de dv dz "
-    "ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig ii ik io "
-    "is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr "
-    "ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si "
-    "sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh "
-    "yi yo za zh zu".split()
-)
-KNOWN_LANGUAGES = ISO_639_1 | {code.split("-")[0] for code in LANG_INFO} | {"fil"}
 
 
 # --- Problems -------------------------------------------------------------------
@@ -212,26 +199,10 @@ def parse_json(value, field, kind, example):
     return parsed
 
 
-def validate_locale(raw):
-    """normalize_locale, and the language must exist (ISO 639)."""
-    locale = normalize_locale(raw)
-    if locale.split("-")[0] not in KNOWN_LANGUAGES:
-        raise ValidationError(
-            f"'{raw}' is not a known language; use an ISO 639 language code such as 'ar', 'en' or 'ar-SA'.",
-            code="unknown_locale",
-        )
-    return locale
-
-
-@functools.lru_cache(maxsize=1)
-def _timezone_names():
-    return frozenset(zoneinfo.available_timezones())
-
-
 def check_timezone(raw):
     """normalize_timezone without listing the tz database again for every row (~6 ms each time)."""
     value = text(raw)
-    if value in _timezone_names():
+    if value in timezone_names():
         return value
     return normalize_timezone(value)  # raises, with the API's message
 
@@ -492,7 +463,7 @@ class SubscriberResource(ServiceResource):
                 data["email"] = email
         if text(row.get("locale")):
             raw = row.get("locale")
-            locale = _collect(problems, "locale", raw, lambda: validate_locale(text(raw)))
+            locale = _collect(problems, "locale", raw, lambda: normalize_locale(text(raw)))
             if locale:
                 data["locale"] = locale
         if text(row.get("timezone")):
@@ -981,13 +952,13 @@ class _StopImport(Exception):
         self.problems = problems
 
 
-def run_import_job(*, job_id, skip_bad_rows=False, chunk_size=None):
+def run_import_job(*, job_id, skip_bad_rows=None, chunk_size=None):
     """Check, then (unless it is a dry run) import the file of an ImportJob.
 
     Pass 1 checks every row and records each problem with its row number. A dry
     run stops there. Otherwise, if any row is bad and `skip_bad_rows` is off,
     nothing is imported and the job fails with the list; with `skip_bad_rows`
-    pass 2 imports the valid rows and the bad ones stay listed in the job.
+    (the job's own choice unless given here) pass 2 imports the valid rows and the bad ones stay listed in the job.
     Rows are written in chunks of `chunk_size`, one transaction each, and
     `processed_rows` follows along for the progress page. Returns the status.
     """
@@ -997,6 +968,8 @@ def run_import_job(*, job_id, skip_bad_rows=False, chunk_size=None):
     if not claimed:  # already run, or run by another worker (a redelivered task)
         return ImportJob.objects.filter(pk=job_id).values_list("status", flat=True).first()
     job = ImportJob.objects.get(pk=job_id)
+    if skip_bad_rows is None:
+        skip_bad_rows = job.skip_bad_rows
     try:
         with job.file.open("rb") as handle:
             return _run(job, handle, skip_bad_rows=skip_bad_rows, chunk_size=chunk_size)

@@ -39,7 +39,9 @@ SUPPORTED_LOCALES = ("ar", "en")
 
 
 def validate_timezone(value):
-    if value in zoneinfo.available_timezones():
+    from .validation import timezone_names
+
+    if value in timezone_names():
         return
     raise ValidationError(
         _("'%(value)s' is not an IANA timezone name (for example Asia/Riyadh or Europe/London)."),
@@ -504,6 +506,9 @@ class ImportJob(models.Model):
     file_format = models.CharField(max_length=10, default="csv")
     status = models.CharField(max_length=12, choices=ImportJobStatus.choices, default=ImportJobStatus.PENDING)
     dry_run = models.BooleanField(default=True)
+    skip_bad_rows = models.BooleanField(
+        default=False, help_text=_("Import the valid rows and list the bad ones, instead of refusing the whole file."),
+    )
     total_rows = models.PositiveIntegerField(default=0)
     processed_rows = models.PositiveIntegerField(default=0)
     created_rows = models.PositiveIntegerField(default=0)

@@ -15,7 +15,7 @@ def refresh_lifecycle_stages():
 
 
 @shared_task(time_limit=4 * 3600, soft_time_limit=4 * 3600 - 60)
-def import_file(job_id, skip_bad_rows=False):
+def import_file(job_id, skip_bad_rows=None):
     """Check and import the file of an ImportJob (routed to the ingest queue).
 
     Safe to deliver twice: the job is claimed with a conditional UPDATE.
