@@ -37,6 +37,7 @@ run demo: export SITE_URL ?= $(RUN_SITE_URL)
 demo: migrate
 	$(PY) manage.py load_demo_store --if-empty
 	$(PY) manage.py ensure_admin
+	$(PY) manage.py generate_vapid_keys --save
 
 ## Set up everything and run the web server, a Celery worker and celery-beat with a demo store.
 run: demo

@@ -253,6 +253,14 @@ PUSH_ALLOWED_HOSTS = env_list(
 PUSH_ALLOWED_ENDPOINTS = env_list("PUSH_ALLOWED_ENDPOINTS", "")
 VAPID_PUBLIC_KEY = env("VAPID_PUBLIC_KEY", "")
 VAPID_PRIVATE_KEY = env("VAPID_PRIVATE_KEY", "")
+# Without keys in the environment, a pair kept in this file is used (`make run`
+# creates it on first start with `manage.py generate_vapid_keys --save`).
+VAPID_KEYS_FILE = Path(env("VAPID_KEYS_FILE", DATA_DIR / "vapid-keys.json"))
+if not (VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY) and VAPID_KEYS_FILE.is_file():
+    import json as _json
+
+    _pair = _json.loads(VAPID_KEYS_FILE.read_text())
+    VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY = _pair["public_key"], _pair["private_key"]
 VAPID_SUBJECT = env("VAPID_SUBJECT", "mailto:ops@example.com")
 
 # --- Commerce -----------------------------------------------------------------

@@ -1,6 +1,10 @@
 import base64
+import json
+import os
+from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from py_vapid import Vapid
 
@@ -28,6 +32,28 @@ class Command(BaseCommand):
         "Keep the pair for good: changing it orphans every existing push subscription."
     )
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--save", action="store_true",
+            help="Instead of printing, keep a pair in VAPID_KEYS_FILE (data/vapid-keys.json) unless the "
+                 "environment or that file already has one.",
+        )
+
     def handle(self, *args, **options):
+        if options["save"]:
+            return self._save()
         public, private = generate_vapid_keypair()
         self.stdout.write(f"VAPID_PUBLIC_KEY={public}\nVAPID_PRIVATE_KEY={private}\n")
+
+    def _save(self):
+        path = Path(settings.VAPID_KEYS_FILE)
+        if settings.VAPID_PUBLIC_KEY and settings.VAPID_PRIVATE_KEY:
+            self.stdout.write("VAPID keys are already configured; nothing written.")
+            return
+        public, private = generate_vapid_keypair()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only from the start: the private key signs every push we send.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"public_key": public, "private_key": private}, handle)
+        self.stdout.write(f"New VAPID key pair kept in {path} (public key {public}).")
