@@ -361,8 +361,16 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a short smoke run (figures not meaningful)")
     parser.add_argument("--only", choices=["batch", "single"], help="run one half (no docs written)")
     parser.add_argument("--write-docs", action="store_true", help="rewrite the Ingest section of docs/benchmarks.md")
+    parser.add_argument("--from-results", action="store_true",
+                        help="render bench/results/ingest.json from the last run instead of measuring")
     args = parser.parse_args()
 
+    if args.from_results:
+        section = render(json.loads((RESULTS / "ingest.json").read_text()))
+        print(section)
+        if args.write_docs:
+            write_docs(section)
+        return
     bench = Bench(args)
     bench.prepare()
     bench.start_server()
