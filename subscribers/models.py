@@ -1,11 +1,14 @@
 """The subscriber CRM: profiles, consent, push subscriptions, events, carts, orders."""
+import base64
 import hashlib
 import secrets
 import zoneinfo
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.core import signing
+from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.http import base36_to_int, int_to_base36
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -336,8 +339,14 @@ class Cart(models.Model):
         return sum(int(item.get("quantity") or 0) for item in self.items)
 
     def restore_token(self):
-        """A short signed token naming this cart; it restores the cart without a login."""
-        return signing.dumps(self.pk, salt="tanbih.cart.restore", compress=True)
+        """A short signed token naming this cart; it restores the cart without a login.
+
+        `<cart id in base 36>.<12 characters of HMAC>`: short enough for an SMS
+        (where every character of a link counts), unguessable, and checked in
+        constant time. It stays valid for CART_RESTORE_MAX_AGE_DAYS after the
+        cart's last activity.
+        """
+        return f"{base36(self.pk)}.{_restore_signature(self.pk)}"
 
     @property
     def restore_url(self):
@@ -346,9 +355,31 @@ class Cart(models.Model):
 
     @classmethod
     def from_restore_token(cls, token):
-        max_age = settings.CART_RESTORE_MAX_AGE_DAYS * 86400
-        pk = signing.loads(token, salt="tanbih.cart.restore", max_age=max_age)
-        return cls.objects.get(pk=pk)
+        """The cart a restore token names; Cart.DoesNotExist for a bad, forged or expired one."""
+        pk_part, _, signature = str(token).partition(".")
+        try:
+            pk = base36_decode(pk_part)
+        except ValueError:
+            raise cls.DoesNotExist("malformed cart token")
+        if not signature or not constant_time_compare(signature, _restore_signature(pk)):
+            raise cls.DoesNotExist("bad cart token signature")
+        cutoff = dj_timezone.now() - timedelta(days=settings.CART_RESTORE_MAX_AGE_DAYS)
+        return cls.objects.get(pk=pk, last_activity_at__gte=cutoff)
+
+
+def base36(number):
+    return int_to_base36(number)
+
+
+def base36_decode(text):
+    if not text or len(text) > 13:
+        raise ValueError("not a base 36 id")
+    return base36_to_int(text)
+
+
+def _restore_signature(pk):
+    digest = salted_hmac("tanbih.cart.restore", str(pk), algorithm="sha256").digest()
+    return base64.urlsafe_b64encode(digest).decode()[:12]
 
 
 class OrderStatus(models.TextChoices):

@@ -1,35 +1,58 @@
 import json
 
 from django.conf import settings
-from django.core import signing
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET
 
 from .demo_keys import demo_publishable_key
-from .models import Cart
+from .models import Cart, CartStatus
 
 
+RESTORE_TEXT = {
+    "en": {"title": "Your cart is waiting", "total": "Total:", "empty": "This cart is empty.",
+           "converted": "You have already ordered these items — thank you!"},
+    "ar": {"title": "سلتك بانتظارك", "total": "المجموع:", "empty": "هذه السلة فارغة.",
+           "converted": "لقد طلبت هذه المنتجات بالفعل — شكرًا لك!"},
+}
+
+
+@require_GET
 def restore_cart(request, token):
-    """Follow a cart restore link: the store gets the cart's items back without a login.
+    """Follow a cart restore link from a message: the shopper gets their cart back without a login.
 
-    When the store has its own restore page (CART_RESTORE_URL) links point there
-    directly; this fallback answers with the cart as JSON, or redirects to
-    the store's `restore_redirect` attribute when it is set on the cart's items.
+    When the store has its own restore page (CART_RESTORE_URL) new links point
+    there directly and this answers older ones with a redirect; the store's page
+    reads the cart with GET /api/v1/carts/<token> and refills its own cart.
+    Without one, this page lists the items with links to their product pages,
+    in the shopper's language.
     """
     try:
         cart = Cart.from_restore_token(token)
-    except (signing.BadSignature, Cart.DoesNotExist):
+    except Cart.DoesNotExist:
         raise Http404("This cart link is invalid or has expired.")
-    data = {
-        "cart_id": cart.external_id or str(cart.pk), "items": cart.items, "value": str(cart.value),
-        "currency": cart.currency, "status": cart.status,
-    }
-    if request.GET.get("format") != "json" and settings.CART_RESTORE_URL:
+    if settings.CART_RESTORE_URL:
         return redirect(f"{settings.CART_RESTORE_URL.rstrip('/')}/{token}")
-    return JsonResponse(data, json_dumps_params={"ensure_ascii": False})
+    lang = "ar" if (cart.subscriber.locale or "").startswith("ar") else "en"
+    safe_items = [
+        {**item, "url": item.get("url") if _is_web_url(item.get("url")) else "",
+         "image": item.get("image") if _is_web_url(item.get("image")) else ""}
+        for item in cart.items
+    ]
+    response = render(request, "storefront/cart_restore.html", {
+        "lang": lang, "dir": "rtl" if lang == "ar" else "ltr", "text": RESTORE_TEXT[lang], "items": safe_items,
+        "value": cart.value, "currency": cart.currency, "converted": cart.status == CartStatus.CONVERTED,
+    })
+    response["Referrer-Policy"] = "no-referrer"
+    response["X-Robots-Tag"] = "noindex"
+    return response
+
+
+def _is_web_url(value):
+    # Item URLs come from the store's events: never render javascript: or data: links.
+    return isinstance(value, str) and value.startswith(("https://", "http://"))
 
 
 # --- The service worker a store hosts at its origin root -----------------------------

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import sdk, views
+from . import carts, sdk, views
 
 urlpatterns = [
     path("subscribers", views.SubscriberUpsertView.as_view(), name="api-subscribers"),
@@ -13,5 +13,6 @@ urlpatterns = [
     path("events/batch", views.EventBatchView.as_view(), name="api-events-batch"),
     path("push-subscriptions", views.PushSubscriptionView.as_view(), name="api-push-subscriptions"),
     path("push-subscriptions/unsubscribe", views.PushUnsubscribeView.as_view(), name="api-push-unsubscribe"),
+    path("carts/<str:token>", carts.CartRestoreView.as_view(), name="api-cart-restore"),
     path("sdk/config", sdk.SdkConfigView.as_view(), name="sdk-config"),
 ]
