@@ -236,6 +236,10 @@ SPECTACULAR_SETTINGS = {
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(API_MAX_BODY_BYTES, 2621440)
 API_MAX_BATCH_EVENTS = env_int("API_MAX_BATCH_EVENTS", 1000)
+# An event dated further in the future than this is refused (clock skew allowance).
+API_EVENT_FUTURE_SKEW_SECONDS = env_int("API_EVENT_FUTURE_SKEW_SECONDS", 300)
+# Largest accepted `properties` object of one event, as JSON bytes.
+API_EVENT_MAX_PROPERTIES_BYTES = env_int("API_EVENT_MAX_PROPERTIES_BYTES", 16 * 1024)
 
 # CORS is decided per publishable key (its allowed origins); see subscribers/api/cors.py.
 CORS_URLS_REGEX = r"^/api/v1/.*$"

@@ -20,9 +20,9 @@ from ..validation import normalize_locale, normalize_phone, normalize_timezone
 
 # How far in the future an event's occurred_at may be (clock skew between the
 # store's servers or a shopper's browser and ours).
-EVENT_FUTURE_SKEW = timedelta(seconds=getattr(settings, "API_EVENT_FUTURE_SKEW_SECONDS", 300))
+EVENT_FUTURE_SKEW = timedelta(seconds=settings.API_EVENT_FUTURE_SKEW_SECONDS)
 # Largest `properties` object of one event, as compact JSON.
-EVENT_MAX_PROPERTIES_BYTES = getattr(settings, "API_EVENT_MAX_PROPERTIES_BYTES", 16 * 1024)
+EVENT_MAX_PROPERTIES_BYTES = settings.API_EVENT_MAX_PROPERTIES_BYTES
 EVIDENCE_MAX_BYTES = 8 * 1024
 ATTRIBUTES_MAX_BYTES = 16 * 1024
 
