@@ -44,7 +44,7 @@ def test_an_uploaded_file_is_imported_by_the_worker_in_chunks(admin_client, inge
             "resource": "subscribers", "on_bad_rows": "skip",
             "file": ContentFile(out.getvalue().encode(), name="big.csv")})
         assert response.status_code == 302
-        assert finished.wait(timeout=120)
+        assert finished.wait(timeout=300)
     finally:
         task_postrun.disconnect(on_task_done)
 
