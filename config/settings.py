@@ -182,7 +182,8 @@ CELERY_BEAT_SCHEDULE = {
 # --- i18n -------------------------------------------------------------------------
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("ar", "العربية")]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+# Our catalog first; then Arabic for third-party admin screens that ship none (locale/third_party).
+LOCALE_PATHS = [BASE_DIR / "locale", BASE_DIR / "locale" / "third_party"]
 USE_I18N = True
 USE_TZ = True
 TIME_ZONE = "UTC"

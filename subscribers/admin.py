@@ -23,7 +23,7 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonRespons
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.functional import cached_property
+from django.utils.functional import cached_property, lazy
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
@@ -284,7 +284,9 @@ def _revoke_consent_action(channel):
                                 % {"count": revoked, "channel": Channel(channel).label})
 
     action.__name__ = f"revoke_{channel}_consent"
-    return admin.action(description=_("Revoke %(channel)s consent") % {"channel": Channel(channel).label},
+    # Formatted when shown, so the label follows the operator's language.
+    description = lazy(lambda: _("Revoke %(channel)s consent") % {"channel": Channel(channel).label}, str)()
+    return admin.action(description=description,
                         permissions=["change"])(action)
 
 
@@ -623,7 +625,8 @@ def _order_status_action(status):
                                 % {"count": count, "status": OrderStatus(status).label.lower()})
 
     action.__name__ = f"mark_{status}"
-    return admin.action(description=_("Mark %(status)s") % {"status": OrderStatus(status).label.lower()},
+    description = lazy(lambda: _("Mark %(status)s") % {"status": OrderStatus(status).label.lower()}, str)()
+    return admin.action(description=description,
                         permissions=["order_write"])(action)
 
 

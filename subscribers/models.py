@@ -147,7 +147,7 @@ class Subscriber(models.Model):
             return name
         if self.external_id:
             return self.external_id
-        return self.email or self.phone or f"anonymous #{self.pk}"
+        return self.email or self.phone or _("anonymous #%(id)s") % {"id": self.pk}
 
     @property
     def full_name(self):
@@ -512,7 +512,7 @@ class PushPromptConfig(models.Model):
         verbose_name = _("push prompt")
 
     def __str__(self):
-        return "Push opt-in prompt"
+        return str(_("Push opt-in prompt"))
 
     @classmethod
     def current(cls):
