@@ -5,11 +5,17 @@ later POST to its endpoint. Only https endpoints on allow-listed push-service ho
 are accepted; IP literals in private, loopback, link-local, multicast or reserved
 ranges are refused unless their exact origin is in PUSH_ALLOWED_ENDPOINTS (the
 local push-service emulator in tests and the demo). Delivery repeats the address
-check at connect time and never follows redirects.
+check at connect time and never follows redirects: it sends through
+GuardedPushSession (below).
 """
 import ipaddress
+import socket
 from urllib.parse import urlsplit
 
+import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
@@ -84,3 +90,90 @@ def validate_push_endpoint(url):
             params={"host": host, "allowed": ", ".join(settings.PUSH_ALLOWED_HOSTS)},
         )
     return url
+
+
+# --- The outbound side: what delivery sends pushes through ---------------------------
+
+class PushEndpointRefused(Exception):
+    """The endpoint's host resolved to an address we never send to.
+
+    Deliberately not an OSError: urllib3 and requests would wrap that as a
+    transient connection error and retry it.
+    """
+
+
+def _resolve_checked(host, port, scheme):
+    """Resolve `host` and return one address that may be contacted, or raise PushEndpointRefused.
+
+    Checked at connect time (not only when the subscription was stored) so that
+    DNS that changes its answer later — rebinding — can't turn a push service
+    name into an internal address; the socket then connects to the very
+    address that was checked.
+    """
+    if _explicitly_allowed(urlsplit(f"{scheme}://{_bracket(host)}:{port}")):
+        return host
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return host  # let the connection fail as a normal resolution error
+    for info in infos:
+        address = info[4][0]
+        if not is_public_address(address):
+            raise PushEndpointRefused(f"{host} resolves to {address}, a private, loopback or link-local address.")
+    return infos[0][4][0]
+
+
+def _bracket(host):
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+class _GuardedHTTPConnection(urllib3.connection.HTTPConnection):
+    def _new_conn(self):
+        checked = _resolve_checked(self.host, self.port, "http")
+        original, self._dns_host = self._dns_host, checked
+        try:
+            return super()._new_conn()
+        finally:
+            self._dns_host = original
+
+
+class _GuardedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def _new_conn(self):
+        checked = _resolve_checked(self.host, self.port, "https")
+        original, self._dns_host = self._dns_host, checked
+        try:
+            return super()._new_conn()
+        finally:
+            self._dns_host = original
+
+
+class _GuardedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _GuardedHTTPPool, "https": _GuardedHTTPSPool}
+
+
+class GuardedPushSession(requests.Session):
+    """A requests Session for push services: pooled connections, no redirects, no internal addresses.
+
+    A push endpoint answering 3xx is not followed (pywebpush would follow it and
+    POST elsewhere); the 3xx response comes back to the caller as a failure.
+    """
+
+    def __init__(self, pool_maxsize=32):
+        super().__init__()
+        self.trust_env = False  # no proxies or netrc from the environment for user-supplied URLs
+        adapter = _GuardedAdapter(pool_connections=16, pool_maxsize=pool_maxsize, max_retries=0)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def get_redirect_target(self, response):
+        return None
