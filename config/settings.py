@@ -268,6 +268,25 @@ if not (VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY) and VAPID_KEYS_FILE.is_file():
     VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY = _pair["public_key"], _pair["private_key"]
 VAPID_SUBJECT = env("VAPID_SUBJECT", "mailto:ops@example.com")
 
+# --- Delivery -------------------------------------------------------------------
+# The backend per channel (docs/channels.md). "auto" picks the real provider when
+# its credentials are set and the sandbox (records, sends nothing) otherwise.
+DELIVERY_BACKEND_PATHS = {
+    "push": ("delivery.channels.webpush.WebPushBackend", bool(VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY)),
+    "sms": ("delivery.channels.twilio_sms.TwilioSmsBackend", bool(env("TWILIO_ACCOUNT_SID"))),
+    "whatsapp": ("delivery.channels.twilio_whatsapp.TwilioWhatsAppBackend", bool(env("TWILIO_ACCOUNT_SID"))),
+    "email": ("delivery.channels.email.EmailBackend", bool(env("EMAIL_URL"))),
+    "inapp": ("delivery.channels.inapp.InAppBackend", True),
+}
+DELIVERY_BACKENDS = {}
+for _channel, (_real, _configured) in DELIVERY_BACKEND_PATHS.items():
+    _choice = env(f"{_channel.upper()}_BACKEND", "auto")
+    if _choice == "auto":
+        _choice = _real if _configured else "delivery.channels.sandbox.SandboxBackend"
+    elif _choice == "sandbox":
+        _choice = "delivery.channels.sandbox.SandboxBackend"
+    DELIVERY_BACKENDS[_channel] = _choice
+
 # --- Commerce -----------------------------------------------------------------
 CART_ABANDON_MINUTES = env_int("CART_ABANDON_MINUTES", 30)
 CART_RESTORE_URL = env("CART_RESTORE_URL", "")  # e.g. https://shop.example/cart/restore
