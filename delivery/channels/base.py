@@ -1,4 +1,5 @@
 """The interface every channel backend implements."""
+import abc
 from dataclasses import dataclass, field
 
 
@@ -31,7 +32,7 @@ class SendResult:
     detail: dict = field(default_factory=dict)
 
 
-class ChannelBackend:
+class ChannelBackend(abc.ABC):
     """One provider for one channel.
 
     `send(message)` sends one outbox Message whose `content` is already
@@ -47,8 +48,9 @@ class ChannelBackend:
     def is_configured(self):
         return True
 
+    @abc.abstractmethod
     def send(self, message):
-        raise NotImplementedError
+        """Send one message; return a SendResult or raise DeliveryError."""
 
     def send_many(self, messages):
         """One SendResult or DeliveryError per message, in order."""
