@@ -207,6 +207,12 @@ class Message(models.Model):
     failed_at = models.DateTimeField(_("failed"), null=True, blank=True)
     displayed_at = models.DateTimeField(_("displayed"), null=True, blank=True)
     clicked_at = models.DateTimeField(_("clicked"), null=True, blank=True)
+    # Set by the claim (queued -> sending) so a worker learns which rows it won;
+    # a conditional UPDATE alone does not say which ones matched.
+    claim_token = models.CharField(max_length=32, blank=True, editable=False)
+    # When a send task was last enqueued for this row, so the periodic tick does
+    # not enqueue a backlog again on every run (only rows whose task got lost).
+    dispatched_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("message")
@@ -226,11 +232,13 @@ class Message(models.Model):
 class MessageEventKind(models.TextChoices):
     QUEUED = "queued", _("Queued")
     HELD = "held", _("Held")
+    SENDING = "sending", _("Sending")
     SENT = "sent", _("Sent")
     DELIVERED = "delivered", _("Delivered")
     FAILED = "failed", _("Failed")
     SUPPRESSED = "suppressed", _("Suppressed")
     RETRY = "retry", _("Retry scheduled")
+    UNKNOWN = "unknown", _("Unknown (provider did not answer)")
     DISPLAYED = "displayed", _("Displayed")
     CLICKED = "clicked", _("Clicked")
     UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
