@@ -267,6 +267,10 @@ if not (VAPID_PUBLIC_KEY and VAPID_PRIVATE_KEY) and VAPID_KEYS_FILE.is_file():
     _pair = _json.loads(VAPID_KEYS_FILE.read_text())
     VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY = _pair["public_key"], _pair["private_key"]
 VAPID_SUBJECT = env("VAPID_SUBJECT", "mailto:ops@example.com")
+# Pushes one worker process keeps in flight (threads over pooled connections).
+PUSH_SENDS_IN_FLIGHT = env_int("PUSH_SENDS_IN_FLIGHT", 32)
+# Seconds to wait for a push service to answer one push (connecting: at most 5 of them).
+PUSH_SEND_TIMEOUT_SECONDS = env_int("PUSH_SEND_TIMEOUT_SECONDS", 10)
 
 # --- Delivery -------------------------------------------------------------------
 # The backend per channel (docs/channels.md). "auto" picks the real provider when
