@@ -291,6 +291,52 @@ for _channel, (_real, _configured) in DELIVERY_BACKEND_PATHS.items():
         _choice = "delivery.channels.sandbox.SandboxBackend"
     DELIVERY_BACKENDS[_channel] = _choice
 
+# --- Twilio (SMS and WhatsApp) and email ---------------------------------------------
+# See docs/channels.md. Status callbacks and inbound messages come back to SITE_URL.
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", "")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", "")
+# A Messaging Service (sender pool, opt-out handling) or a single From number.
+TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", "")
+TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", "")
+TWILIO_WHATSAPP_FROM = env("TWILIO_WHATSAPP_FROM", "")
+TWILIO_API_BASE_URL = env("TWILIO_API_BASE_URL", "https://api.twilio.com").rstrip("/")
+TWILIO_TIMEOUT_SECONDS = float(env("TWILIO_TIMEOUT_SECONDS", "10"))
+
+
+def parse_email_url(url):
+    """smtp://user:pass@host:port[?tls|?ssl] (smtps:// means ?ssl) -> Django's EMAIL_* settings."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ValueError(f"EMAIL_URL must start with smtp:// or smtps://, not {parts.scheme}://")
+    query = parse_qs(parts.query, keep_blank_values=True)
+
+    def flag(name):
+        return name in query and (query[name][0] or "true").lower() in {"1", "true", "yes", "on"}
+
+    use_ssl = parts.scheme == "smtps" or flag("ssl")
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": parts.hostname or "localhost",
+        "EMAIL_PORT": parts.port or (465 if use_ssl else 587 if flag("tls") else 25),
+        "EMAIL_HOST_USER": unquote(parts.username or ""),
+        "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
+        "EMAIL_USE_TLS": flag("tls") and not use_ssl,
+        "EMAIL_USE_SSL": use_ssl,
+    }
+
+
+EMAIL_URL = env("EMAIL_URL", "")
+if EMAIL_URL:
+    _email = parse_email_url(EMAIL_URL)
+    EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+    EMAIL_HOST, EMAIL_PORT = _email["EMAIL_HOST"], _email["EMAIL_PORT"]
+    EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_USER"], _email["EMAIL_HOST_PASSWORD"]
+    EMAIL_USE_TLS, EMAIL_USE_SSL = _email["EMAIL_USE_TLS"], _email["EMAIL_USE_SSL"]
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Tanbih <noreply@localhost>")
+
 # --- Commerce -----------------------------------------------------------------
 CART_ABANDON_MINUTES = env_int("CART_ABANDON_MINUTES", 30)
 CART_RESTORE_URL = env("CART_RESTORE_URL", "")  # e.g. https://shop.example/cart/restore

@@ -11,6 +11,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("", include("subscribers.urls")),
+    path("", include("delivery.webhook_urls")),
 ]
 
 # Unknown /api/ paths answer JSON like every other API error.
