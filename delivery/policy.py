@@ -18,6 +18,7 @@ from datetime import timezone as dt_timezone
 from functools import lru_cache
 
 from django.conf import settings
+from django.core.checks import Error, register
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Max
 from django.db.models.functions import Lower
@@ -105,6 +106,24 @@ def frequency_caps(channel):
     """{"day": n, "week": n} for a channel or "all"; 0 means no cap."""
     caps = getattr(settings, "FREQUENCY_CAPS", {}).get(channel) or {}
     return {"day": int(caps.get("day") or 0), "week": int(caps.get("week") or 0)}
+
+
+@register()
+def check_settings(app_configs=None, **kwargs):
+    """A malformed QUIET_HOURS_* or FREQUENCY_CAP_* stops start-up, not every send."""
+    problems = []
+    for channel, value in getattr(settings, "QUIET_HOURS", {}).items():
+        try:
+            parse_quiet_hours(value)
+        except ImproperlyConfigured as error:
+            problems.append(Error(f"QUIET_HOURS_{channel.upper()}: {error}", id="tanbih.E101"))
+    for scope, caps in getattr(settings, "FREQUENCY_CAPS", {}).items():
+        for period in ("day", "week"):
+            value = caps.get(period, 0)
+            if not isinstance(value, int) or value < 0:
+                problems.append(Error(f"FREQUENCY_CAP_{scope.upper()}_PER_{period.upper()} must be a whole number "
+                                      f"0 or more (0 = no cap), not {value!r}.", id="tanbih.E102"))
+    return problems
 
 
 # --- Quiet hours ------------------------------------------------------------------
@@ -305,6 +324,9 @@ def check(message, *, now=None):
 def check_many(messages, *, now=None):
     """Decisions for a chunk of messages, in their order, in at most five queries.
 
+    Subscribers and push subscriptions loaded with select_related are used as they
+    are (fewer queries); the caller must have loaded them just now.
+
     Messages of one chunk are decided in order, and a message allowed to go counts
     against the caps of the ones after it, as if it had been sent.
     """
@@ -324,11 +346,18 @@ def check_many(messages, *, now=None):
             ).values_list("subscriber_id", "channel", "status")
         }
 
-    push_ids = {m.push_subscription_id for m in messages
-                if m.channel == DeliveryChannel.PUSH and m.push_subscription_id is not None}
     push_statuses = {}
-    if push_ids:
-        push_statuses = dict(PushSubscription.objects.filter(pk__in=push_ids).values_list("pk", "status"))
+    push_ids = set()
+    for m in messages:
+        if m.channel != DeliveryChannel.PUSH or m.push_subscription_id is None:
+            continue
+        if Message.push_subscription.is_cached(m) and m.push_subscription is not None:
+            push_statuses[m.push_subscription_id] = m.push_subscription.status
+        else:
+            push_ids.add(m.push_subscription_id)
+    if push_ids - set(push_statuses):
+        push_statuses.update(PushSubscription.objects.filter(pk__in=push_ids - set(push_statuses))
+                             .values_list("pk", "status"))
 
     addresses = set()
     for message in messages:

@@ -223,7 +223,9 @@ NOON_RIYADH = utc(2026, 11, 23, 9, 0)
 
 
 def decide(msg, now=NOON_RIYADH):
-    return policy.check(msg, now=now)
+    """Check the row as the outbox does: loaded afresh with its subscriber and push subscription."""
+    fresh = Message.objects.select_related("subscriber", "push_subscription").get(pk=msg.pk)
+    return policy.check(fresh, now=now)
 
 
 def test_an_sms_without_consent_is_suppressed():
@@ -468,6 +470,14 @@ def test_a_loaded_subscriber_is_not_fetched_again(django_assert_num_queries):
         assert policy.check(msg, now=NOW).is_send
 
 
+def test_a_push_loaded_as_the_outbox_loads_it_costs_three_queries(django_assert_num_queries):
+    subscriber, _ = shopper()
+    msg = Message.objects.select_related("subscriber", "push_subscription").get(pk=message(subscriber).pk)
+
+    with django_assert_num_queries(3):  # consent, suppression list, sending history
+        assert policy.check(msg, now=NOW).is_send
+
+
 def test_a_whole_chunk_is_checked_in_five_queries(django_assert_num_queries):
     chunk = []
     for n in range(30):
@@ -491,3 +501,21 @@ def test_quiet_hours_alone_cost_no_history_query(django_assert_num_queries):
 
     with django_assert_num_queries(1):  # the suppression list only
         assert policy.check(msg, now=timezone.now()).is_send
+
+
+# --- Settings -------------------------------------------------------------------------
+
+def test_a_malformed_setting_is_reported_at_start_up(settings):
+    settings.QUIET_HOURS = {**settings.QUIET_HOURS, "sms": "22-08"}
+    settings.FREQUENCY_CAPS = {**settings.FREQUENCY_CAPS, "email": {"day": -1, "week": 7}}
+
+    messages = [problem.msg for problem in policy.check_settings()]
+
+    assert messages == [
+        "QUIET_HOURS_SMS: Quiet hours must look like 22:00-08:00 or be 'off', not '22-08'.",
+        "FREQUENCY_CAP_EMAIL_PER_DAY must be a whole number 0 or more (0 = no cap), not -1.",
+    ]
+
+
+def test_the_documented_defaults_pass_the_start_up_check():
+    assert policy.check_settings() == []
