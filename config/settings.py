@@ -291,6 +291,30 @@ for _channel, (_real, _configured) in DELIVERY_BACKEND_PATHS.items():
         _choice = "delivery.channels.sandbox.SandboxBackend"
     DELIVERY_BACKENDS[_channel] = _choice
 
+# Sending policies (delivery/policy.py, docs/policies.md). Quiet hours are in each
+# subscriber's own timezone, "HH:MM-HH:MM" or "off"; in-app messages show only while
+# the shopper is on the site, so they are never quiet by default.
+QUIET_HOURS_DEFAULT = env("QUIET_HOURS", "22:00-08:00")
+QUIET_HOURS = {
+    "push": env("QUIET_HOURS_PUSH", QUIET_HOURS_DEFAULT),
+    "sms": env("QUIET_HOURS_SMS", QUIET_HOURS_DEFAULT),
+    "whatsapp": env("QUIET_HOURS_WHATSAPP", QUIET_HOURS_DEFAULT),
+    "email": env("QUIET_HOURS_EMAIL", QUIET_HOURS_DEFAULT),
+    "inapp": env("QUIET_HOURS_INAPP", "off"),
+}
+QUIET_HOURS_TRANSACTIONAL = env_bool("QUIET_HOURS_TRANSACTIONAL", False)
+# Most marketing messages per subscriber in a rolling day and week; 0 = no cap.
+# "all" counts push, SMS, WhatsApp and email together (in-app is not counted).
+FREQUENCY_CAPS = {
+    "push": {"day": env_int("FREQUENCY_CAP_PUSH_PER_DAY", 3), "week": env_int("FREQUENCY_CAP_PUSH_PER_WEEK", 10)},
+    "sms": {"day": env_int("FREQUENCY_CAP_SMS_PER_DAY", 1), "week": env_int("FREQUENCY_CAP_SMS_PER_WEEK", 3)},
+    "whatsapp": {"day": env_int("FREQUENCY_CAP_WHATSAPP_PER_DAY", 1),
+                 "week": env_int("FREQUENCY_CAP_WHATSAPP_PER_WEEK", 3)},
+    "email": {"day": env_int("FREQUENCY_CAP_EMAIL_PER_DAY", 2), "week": env_int("FREQUENCY_CAP_EMAIL_PER_WEEK", 7)},
+    "inapp": {"day": env_int("FREQUENCY_CAP_INAPP_PER_DAY", 0), "week": env_int("FREQUENCY_CAP_INAPP_PER_WEEK", 0)},
+    "all": {"day": env_int("FREQUENCY_CAP_ALL_PER_DAY", 4), "week": env_int("FREQUENCY_CAP_ALL_PER_WEEK", 15)},
+}
+
 # --- Twilio (SMS and WhatsApp) and email ---------------------------------------------
 # See docs/channels.md. Status callbacks and inbound messages come back to SITE_URL.
 TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", "")
