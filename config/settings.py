@@ -166,12 +166,19 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "subscribers.tasks.import_*": {"queue": "ingest"},
     "subscribers.tasks.*": {"queue": "schedule"},
+    "delivery.tasks.send_transactional": {"queue": "send"},
+    "delivery.tasks.send_bulk_chunk": {"queue": "bulk"},
+    "delivery.tasks.dispatch_due": {"queue": "schedule"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "detect-abandoned-carts": {
         "task": "subscribers.tasks.detect_abandoned_carts",
         "schedule": 60.0,
+    },
+    "dispatch-due-messages": {
+        "task": "delivery.tasks.dispatch_due",
+        "schedule": float(env_int("DELIVERY_DISPATCH_INTERVAL_SECONDS", 15)),
     },
     "refresh-lifecycle-stages": {
         "task": "subscribers.tasks.refresh_lifecycle_stages",
@@ -290,6 +297,21 @@ for _channel, (_real, _configured) in DELIVERY_BACKEND_PATHS.items():
     elif _choice == "sandbox":
         _choice = "delivery.channels.sandbox.SandboxBackend"
     DELIVERY_BACKENDS[_channel] = _choice
+
+# The outbox (delivery/outbox.py, docs/self-hosting.md).
+DELIVERY_MAX_ATTEMPTS = env_int("DELIVERY_MAX_ATTEMPTS", 5)
+DELIVERY_RETRY_BASE_SECONDS = env_int("DELIVERY_RETRY_BASE_SECONDS", 30)
+DELIVERY_RETRY_MAX_SECONDS = env_int("DELIVERY_RETRY_MAX_SECONDS", 3600)
+# A message "sending" longer than this was lost with its worker: queued again
+# (push, email, in-app, sandbox) or marked unknown (Twilio: no idempotency key).
+# Keep it above CELERY_TASK_TIME_LIMIT.
+DELIVERY_SENDING_LEASE_SECONDS = env_int("DELIVERY_SENDING_LEASE_SECONDS", 900)
+DELIVERY_REDISPATCH_SECONDS = env_int("DELIVERY_REDISPATCH_SECONDS", 900)
+DELIVERY_CHUNK_SIZE = env_int("DELIVERY_CHUNK_SIZE", 500)
+DELIVERY_DISPATCH_BATCH = env_int("DELIVERY_DISPATCH_BATCH", 20000)
+# Tokens per second per provider, shared by all workers: "twilio=10,webpush=2000/4000".
+DELIVERY_RATE_LIMITS = env("DELIVERY_RATE_LIMITS", "twilio=10")
+DELIVERY_RATE_LIMIT_MAX_WAIT_SECONDS = float(env("DELIVERY_RATE_LIMIT_MAX_WAIT_SECONDS", "5"))
 
 # Sending policies (delivery/policy.py, docs/policies.md). Quiet hours are in each
 # subscriber's own timezone, "HH:MM-HH:MM" or "off"; in-app messages show only while
