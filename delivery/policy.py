@@ -177,6 +177,23 @@ def _quiet_hours_decision(message, subscriber, now):
 
 # --- Reachability, consent, suppression ------------------------------------------
 
+def normalize_suppressed_address(value):
+    """An address for the suppression list: a lower-case email, or a phone in E.164 form."""
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    from subscribers.validation import normalize_phone
+
+    value = _normalise(value)
+    if "@" in value:
+        validate_email(value)
+        return value
+    if not value:
+        raise ValidationError("An email address or a phone number (E.164, e.g. +966501234567) is needed.",
+                              code="required")
+    return normalize_phone(value)
+
+
 def _address(message, subscriber):
     """The phone or email this message goes to (None for push and in-app)."""
     if message.channel in (DeliveryChannel.SMS, DeliveryChannel.WHATSAPP):
