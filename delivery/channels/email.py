@@ -83,7 +83,10 @@ class EmailBackend(ChannelBackend):
         return email
 
     def send(self, message):
-        return self.send_many([message])[0]
+        [result] = self.send_many([message])
+        if isinstance(result, DeliveryError):
+            raise result
+        return result
 
     def send_many(self, messages):
         """One SMTP connection for the whole batch; a refused recipient fails only its own message."""
