@@ -386,6 +386,7 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "Tanbih <noreply@localhost>")
 # --- Commerce -----------------------------------------------------------------
 CART_ABANDON_MINUTES = env_int("CART_ABANDON_MINUTES", 30)
 CART_RESTORE_URL = env("CART_RESTORE_URL", "")  # e.g. https://shop.example/cart/restore
+STORE_URL = env("STORE_URL", f"{SITE_URL}/demo/store").rstrip("/")  # {{ shop_url }} in message templates
 CART_RESTORE_MAX_AGE_DAYS = env_int("CART_RESTORE_MAX_AGE_DAYS", 30)
 DEFAULT_CURRENCY = env("DEFAULT_CURRENCY", "SAR")
 LIFECYCLE_LOYAL_MIN_ORDERS = env_int("LIFECYCLE_LOYAL_MIN_ORDERS", 3)

@@ -16,6 +16,7 @@ from functools import lru_cache
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from liquid import Environment, FalsyStrictUndefined
 from liquid.exceptions import LiquidError, UndefinedError
 
@@ -40,7 +41,7 @@ MAX_PUSH_ACTIONS = 2
 KNOWN_VARIABLES = frozenset({
     "first_name", "last_name", "full_name", "email", "phone", "locale", "language", "city", "country",
     "attributes", "tags", "orders_count", "total_spent", "lifecycle_stage",
-    "cart", "order", "discount_code", "product", "event",
+    "cart", "order", "discount_code", "product", "event", "shop_url",
 })
 
 
@@ -150,6 +151,7 @@ def build_context(subscriber, extra=None):
                                                       if _present(v)},
         "tags": list(subscriber.tags or []), "orders_count": subscriber.orders_count,
         "total_spent": subscriber.total_spent, "lifecycle_stage": subscriber.lifecycle_stage,
+        "shop_url": settings.STORE_URL,
     }
     extra = dict(extra or {})
     if extra.get("cart") is not None and not isinstance(extra["cart"], dict):
@@ -190,7 +192,7 @@ def sample_shopper(locale="ar"):
         },
         "product": {"title": "عباية كتان" if arabic else "Linen abaya", "price": "349.00", "currency": "SAR",
                     "url": "https://shop.example.com/p/linen-abaya", "image": "https://shop.example.com/img/abaya.jpg"},
-        "discount_code": "WELCOME10",
+        "discount_code": "WELCOME10", "shop_url": "https://shop.example.com",
     }
 
 
