@@ -44,7 +44,8 @@ CONSENT_CHANNELS = (DeliveryChannel.PUSH, DeliveryChannel.SMS, DeliveryChannel.W
 # Channels counted together by the "all" frequency cap: the ones that interrupt.
 # In-app messages appear only while the shopper is on the site.
 INTERRUPTING_CHANNELS = CONSENT_CHANNELS
-# Messages that reached (or may have reached) the shopper count against the caps.
+# Messages that reached (or may have reached) the shopper count against the caps,
+# by their sent_at (an unknown outcome counts when the outbox dated the attempt).
 COUNTED_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.UNKNOWN)
 
 
