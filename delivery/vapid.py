@@ -62,9 +62,9 @@ class VapidSigner:
         self._tokens = {}  # origin -> (jwt, exp)
         self.signatures = 0  # how many tokens were signed: the cache's effect, visible to tests and the bench
 
-    def token(self, endpoint):
-        """The JWT for the push service of `endpoint`, signed at most once per origin per lifetime."""
-        origin = push_service_origin(endpoint)
+    def token(self, endpoint=None, *, origin=None):
+        """The JWT for the push service of `endpoint` (or `origin`), signed at most once per origin per lifetime."""
+        origin = origin or push_service_origin(endpoint)
         now = self._clock()
         cached = self._tokens.get(origin)
         if cached is not None and cached[1] - now > self.renew_before:
@@ -79,9 +79,12 @@ class VapidSigner:
             self.signatures += 1
             return token
 
-    def authorization(self, endpoint):
-        """The Authorization header value for a push to `endpoint` (RFC 8292 "vapid" scheme)."""
-        return f"vapid t={self.token(endpoint)}, k={self.public_key}"
+    def authorization(self, endpoint=None, *, origin=None):
+        """The Authorization header value for a push to `endpoint` (RFC 8292 "vapid" scheme).
+
+        `origin` (what push_service_origin returns) may be given instead, by callers that already have it.
+        """
+        return f"vapid t={self.token(endpoint, origin=origin)}, k={self.public_key}"
 
     def _sign(self, claims):
         header = b64url(b'{"typ":"JWT","alg":"ES256"}')
