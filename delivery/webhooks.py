@@ -3,7 +3,6 @@
 Each view checks who is asking (Twilio's signature, our signed link), parses,
 and hands over to the outbox or the keyword handling.
 """
-import logging
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -21,7 +20,6 @@ from .channels.email import is_valid_unsubscribe_signature
 from .channels.twilio_common import WHATSAPP_PREFIX, is_valid_signature
 from .models import Message
 
-log = logging.getLogger(__name__)
 
 # Twilio's MessageStatus values -> the outbox's provider statuses. The others
 # (queued, accepted, scheduled, sending, receiving, received, canceled) say

@@ -7,7 +7,6 @@ retried blindly; only failures that certainly sent nothing (connection refused,
 connect timeout, 429, 5xx) are transient.
 """
 import json
-import logging
 import threading
 
 import requests
@@ -21,7 +20,6 @@ from twilio.rest import Client
 
 from .base import ChannelBackend, DeliveryError, SendResult
 
-log = logging.getLogger(__name__)
 
 # Twilio error codes that no retry can fix (https://www.twilio.com/docs/api/errors).
 OPTED_OUT = "21610"  # the shopper texted STOP to this sender: the outbox revokes consent
