@@ -171,7 +171,7 @@ def sample_shopper(locale="ar"):
         "phone": "+966500000001", "locale": "ar-SA" if arabic else "en-SA", "language": "ar" if arabic else "en",
         "city": "الرياض" if arabic else "Riyadh", "country": "SA",
         "attributes": {"size": "M", "favourite_category": "عبايات" if arabic else "Abayas"},
-        "tags": ["vip"], "orders_count": 3, "total_spent": "1250.00", "lifecycle_stage": "repeat",
+        "tags": ["vip"], "orders_count": 3, "total_spent": "1250.00", "lifecycle_stage": "loyal",
         "cart": {
             "id": "cart-1001",
             "items": [
