@@ -330,3 +330,114 @@ def test_the_encrypted_body_opens_with_the_subscribers_keys():
     body = encrypt_payload("مرحبا".encode(), p256dh=b64(public), auth=b64(auth))
 
     assert http_ece.decrypt(body, private_key=browser_key, auth_secret=auth, version="aes128gcm") == "مرحبا".encode()
+
+
+# --- The HTTP exchange: answers as real servers write them ---------------------------
+
+class RawPushService:
+    """A socket server on 127.0.0.1 whose `answer(connection_number, request_number)` returns raw bytes to send
+    back for each request, or None to close the connection without answering."""
+
+    def __init__(self, answer):
+        import socket
+
+        self.answer = answer
+        self.requests = 0
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.origin = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+
+    def serve(self):
+        connection_number = 0
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            connection_number += 1
+            with conn:
+                buffer, request_number = b"", 0
+                while True:
+                    while b"\r\n\r\n" not in buffer:
+                        data = conn.recv(65536)
+                        if not data:
+                            break
+                        buffer += data
+                    if b"\r\n\r\n" not in buffer:
+                        break
+                    head, _, buffer = buffer.partition(b"\r\n\r\n")
+                    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                      if line.lower().startswith(b"content-length")))
+                    while len(buffer) < length:
+                        buffer += conn.recv(65536)
+                    buffer = buffer[length:]
+                    request_number += 1
+                    self.requests += 1
+                    reply = self.answer(connection_number, request_number)
+                    if reply is None:
+                        break
+                    conn.sendall(reply)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.listener.close()
+
+
+def test_a_chunked_refusal_is_read_whole_and_reported(backend, settings):
+    answer = (b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n"
+              b"7\r\nInvalid\r\n9\r\n TTL hdr.\r\n0\r\n\r\n")
+    with RawPushService(lambda connection, request: answer) as service:
+        settings.PUSH_ALLOWED_ENDPOINTS = [service.origin]
+
+        with pytest.raises(DeliveryError) as raised:
+            backend.send(make_message(f"{service.origin}/push/sub-1"))
+
+    assert raised.value.permanent is True
+    assert "Invalid TTL hdr." in str(raised.value)
+
+
+def test_pushes_share_a_keep_alive_connection(backend, settings):
+    created = b"HTTP/1.1 201 Created\r\nLocation: /m/1\r\nContent-Length: 0\r\n\r\n"
+    connections = set()
+
+    def answer(connection, request):
+        connections.add(connection)
+        return created
+
+    with RawPushService(answer) as service:
+        settings.PUSH_ALLOWED_ENDPOINTS = [service.origin]
+        results = [backend.send(make_message(f"{service.origin}/push/sub-{i}")) for i in range(3)]
+
+    assert [result.provider_id for result in results] == ["/m/1"] * 3
+    assert connections == {1}
+
+
+def test_a_keep_alive_connection_the_service_dropped_is_replaced(backend, settings):
+    created = b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"
+
+    def answer(connection, request):
+        # The first connection serves one push, then the service drops it while idle.
+        return None if (connection, request) == (1, 2) else created
+
+    with RawPushService(answer) as service:
+        settings.PUSH_ALLOWED_ENDPOINTS = [service.origin]
+        first = backend.send(make_message(f"{service.origin}/push/sub-1"))
+        second = backend.send(make_message(f"{service.origin}/push/sub-2"))
+
+    assert first.status == second.status == "sent"
+    assert service.requests == 3
+
+
+def test_a_service_that_closes_after_answering_gets_a_new_connection_next_time(backend, settings):
+    closing = b"HTTP/1.1 201 Created\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+    with RawPushService(lambda connection, request: closing if request == 1 else None) as service:
+        settings.PUSH_ALLOWED_ENDPOINTS = [service.origin]
+        results = [backend.send(make_message(f"{service.origin}/push/sub-{i}")) for i in range(2)]
+
+    assert [result.status for result in results] == ["sent", "sent"]
