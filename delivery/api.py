@@ -1,15 +1,20 @@
-"""The notification report endpoint, called by the service worker in shoppers' browsers."""
+"""Browser-facing endpoints: notification reports from the service worker, in-app messages for the SDK."""
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from subscribers.api.auth import ApiKeyAuthentication, IsApiKey
+from subscribers.api.auth import ApiKeyAuthentication, IsApiKey, check_browser_identity
 from subscribers.api.serializers import ErrorSerializer
 from subscribers.api.throttles import PublishableKeyThrottle, SecretKeyThrottle
+from subscribers.services import resolve_subscriber
 
-from .models import NotificationReportKind
+from . import outbox
+from .models import DeliveryChannel, Message, MessageStatus, NotificationReportKind
 from .reports import record_notification_report
+
+INAPP_PAGE_SIZE = 10
 
 
 class NotificationReportSerializer(serializers.Serializer):
@@ -81,3 +86,115 @@ class NotificationReportView(APIView):
             {"id": report.pk, "code": report.code, "kind": report.kind, "action": report.action},
             status=status.HTTP_201_CREATED,
         )
+
+
+# --- In-app messages ----------------------------------------------------------------
+
+class InAppIdentitySerializer(serializers.Serializer):
+    anonymous_id = serializers.CharField(max_length=128, required=False, allow_blank=True,
+                                         help_text="The browser's anonymous id (set by the SDK).")
+    external_id = serializers.CharField(max_length=128, required=False, allow_blank=True,
+                                        help_text="The store's customer id, for a signed-in shopper.")
+    user_hash = serializers.CharField(max_length=128, required=False, allow_blank=True,
+                                      help_text="Hex HMAC-SHA256 of external_id with the key's identity secret.")
+
+    def validate(self, data):
+        if not data.get("anonymous_id") and not data.get("external_id"):
+            raise serializers.ValidationError({"anonymous_id": "Send anonymous_id or external_id."})
+        return data
+
+
+class InAppMessageSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    title = serializers.CharField()
+    body = serializers.CharField()
+    image = serializers.CharField()
+    button_label = serializers.CharField()
+    button_url = serializers.CharField(help_text="A tracked link: following it records the click.")
+    placement = serializers.CharField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+
+
+class InAppListSerializer(serializers.Serializer):
+    messages = InAppMessageSerializer(many=True)
+
+
+def _inapp_subscriber(request, data):
+    """The subscriber the browser may speak for, or None (nothing to show)."""
+    external_id = data.get("external_id") or None
+    anonymous_id = data.get("anonymous_id") or None
+    if external_id:
+        check_browser_identity(request, external_id=external_id, anonymous_id=anonymous_id,
+                               user_hash=data.get("user_hash") or None)
+        return resolve_subscriber(external_id=external_id, create=False)[0]
+    return resolve_subscriber(anonymous_id=anonymous_id, create=False)[0]
+
+
+def _inapp_out(message):
+    content = message.content or {}
+    button_url = ""
+    if content.get("button_url"):
+        index = outbox.tracked_links(content).index(content["button_url"])
+        button_url = outbox.click_url(message, index)
+    return {
+        "code": message.code, "title": content.get("title") or "", "body": content.get("body") or "",
+        "image": content.get("image") or "", "button_label": content.get("button_label") or "",
+        "button_url": button_url, "placement": content.get("placement") or "banner", "sent_at": message.sent_at,
+    }
+
+
+class InAppMessagesView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [IsApiKey]
+    throttle_classes = [PublishableKeyThrottle, SecretKeyThrottle]
+
+    @extend_schema(
+        operation_id="inapp_messages_list", tags=["browser"], parameters=[InAppIdentitySerializer],
+        responses={
+            200: InAppListSerializer,
+            400: OpenApiResponse(ErrorSerializer, description="Neither anonymous_id nor external_id."),
+            401: OpenApiResponse(ErrorSerializer, description="No API key, or an unknown / revoked one."),
+            403: OpenApiResponse(ErrorSerializer, description="A wrong or missing user_hash, or a disallowed origin."),
+        },
+        summary="The shopper's pending in-app messages",
+        description=(
+            "Called by the storefront SDK on a page view with the publishable key. Returns in-app messages "
+            "not yet shown to this shopper, newest first (at most "
+            f"{INAPP_PAGE_SIZE}). Report each one shown with `POST /api/v1/inapp/<code>/seen`."
+        ),
+    )
+    def get(self, request):
+        identity = InAppIdentitySerializer(data=request.query_params)
+        identity.is_valid(raise_exception=True)
+        subscriber = _inapp_subscriber(request, identity.validated_data)
+        messages = []
+        if subscriber is not None:
+            messages = [_inapp_out(m) for m in Message.objects.filter(
+                subscriber=subscriber, channel=DeliveryChannel.INAPP, displayed_at__isnull=True,
+                status__in=[MessageStatus.SENT, MessageStatus.DELIVERED],
+            ).order_by("-sent_at", "-pk")[:INAPP_PAGE_SIZE]]
+        return Response({"messages": messages})
+
+
+class InAppSeenView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [IsApiKey]
+    throttle_classes = [PublishableKeyThrottle, SecretKeyThrottle]
+
+    @extend_schema(
+        operation_id="inapp_messages_seen", tags=["browser"], request=InAppIdentitySerializer,
+        responses={
+            204: OpenApiResponse(description="Recorded (a repeat changes nothing)."),
+            404: OpenApiResponse(ErrorSerializer, description="No such in-app message for this shopper."),
+        },
+        summary="Report that an in-app message was shown",
+    )
+    def post(self, request, code):
+        identity = InAppIdentitySerializer(data=request.data)
+        identity.is_valid(raise_exception=True)
+        subscriber = _inapp_subscriber(request, identity.validated_data)
+        if subscriber is None or not Message.objects.filter(
+                code=code, subscriber=subscriber, channel=DeliveryChannel.INAPP).exists():
+            raise NotFound("No such in-app message for this shopper.")
+        outbox.mark_displayed(code=code)
+        return Response(status=status.HTTP_204_NO_CONTENT)

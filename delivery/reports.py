@@ -5,7 +5,8 @@ from django.utils import timezone
 
 from subscribers.models import PushSubscription
 
-from .models import NotificationReport
+from . import outbox
+from .models import NotificationReport, NotificationReportKind
 
 # Browsers' clocks drift; a report dated further ahead than this is dated on arrival.
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
@@ -19,7 +20,13 @@ def record_notification_report(*, code, kind, action="", endpoint="", user_agent
     subscription_id = None
     if endpoint:
         subscription_id = PushSubscription.objects.filter(endpoint=endpoint).values_list("pk", flat=True).first()
-    return NotificationReport.objects.create(
+    report = NotificationReport.objects.create(
         code=code, kind=kind, action=action or "", endpoint=endpoint or "", subscription_id=subscription_id,
         user_agent=(user_agent or "")[:500], occurred_at=occurred_at, received_at=now,
     )
+    # Tie the report to the message sent under that code (unknown codes are kept, tied to nothing).
+    if kind == NotificationReportKind.DISPLAYED:
+        outbox.mark_displayed(code=code, at=occurred_at)
+    elif kind == NotificationReportKind.CLICKED:
+        outbox.mark_clicked(code=code, at=occurred_at, action=action or "")
+    return report
