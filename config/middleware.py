@@ -26,3 +26,24 @@ class BodySizeLimitMiddleware:
                     status=413,
                 )
         return self.get_response(request)
+
+
+class EnglishApiMiddleware:
+    """The storefront API answers in English whatever the caller's Accept-Language.
+
+    Its errors are for developers and their logs, and stay stable for code that
+    matches them; marketer-facing pages follow the user's language. Placed after
+    LocaleMiddleware.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/api/"):
+            from django.utils import translation
+
+            with translation.override("en"):
+                request.LANGUAGE_CODE = "en"
+                return self.get_response(request)
+        return self.get_response(request)

@@ -226,3 +226,12 @@ def test_a_write_that_loses_a_race_for_a_unique_row_answers_409():
     assert response.data == {"errors": [{
         "field": None, "code": "conflict",
         "message": "Another request changed the same data at the same time; retry the request."}]}
+
+
+@pytest.mark.django_db
+def test_api_errors_stay_in_english_when_the_caller_asks_for_arabic():
+    client = secret_client()
+    response = client.post("/api/v1/subscribers", {"external_id": "x", "timezone": "Mars/Olympus"}, format="json",
+                           HTTP_ACCEPT_LANGUAGE="ar")
+    assert response.status_code == 400
+    assert "IANA timezone" in response.json()["errors"][0]["message"]
