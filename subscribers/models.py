@@ -165,12 +165,13 @@ class Subscriber(models.Model):
 class AnonymousId(models.Model):
     """A browser's anonymous id; it keeps pointing at the profile it was merged into."""
 
-    value = models.CharField(max_length=128, unique=True)
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="anonymous_ids")
-    created_at = models.DateTimeField(default=dj_timezone.now)
+    value = models.CharField(_("value"), max_length=128, unique=True)
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="anonymous_ids", verbose_name=_("subscriber"))
+    created_at = models.DateTimeField(_("created at"), default=dj_timezone.now)
 
     class Meta:
         verbose_name = _("anonymous id")
+        verbose_name_plural = _("anonymous ids")
 
     def __str__(self):
         return self.value
@@ -187,17 +188,18 @@ class Consent(models.Model):
     Written only by services.grant_consent / services.revoke_consent.
     """
 
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="consents")
-    channel = models.CharField(max_length=10, choices=Channel.choices)
-    status = models.CharField(max_length=10, choices=ConsentStatus.choices)
-    granted_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    source = models.CharField(max_length=10, choices=Source.choices)
-    evidence = models.JSONField(default=dict, blank=True)
-    updated_at = models.DateTimeField(default=dj_timezone.now)
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="consents", verbose_name=_("subscriber"))
+    channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
+    status = models.CharField(_("status"), max_length=10, choices=ConsentStatus.choices)
+    granted_at = models.DateTimeField(_("granted at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    source = models.CharField(_("source"), max_length=10, choices=Source.choices)
+    evidence = models.JSONField(_("evidence"), default=dict, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), default=dj_timezone.now)
 
     class Meta:
         verbose_name = _("consent")
+        verbose_name_plural = _("consents")
         constraints = [
             models.UniqueConstraint(fields=["subscriber", "channel"], name="consent_one_per_channel"),
         ]
@@ -214,15 +216,16 @@ class Consent(models.Model):
 class ConsentChange(models.Model):
     """Append-only history of every consent grant and revocation."""
 
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="consent_changes")
-    channel = models.CharField(max_length=10, choices=Channel.choices)
-    status = models.CharField(max_length=10, choices=ConsentStatus.choices)
-    source = models.CharField(max_length=10, choices=Source.choices)
-    evidence = models.JSONField(default=dict, blank=True)
-    occurred_at = models.DateTimeField(default=dj_timezone.now)
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="consent_changes", verbose_name=_("subscriber"))
+    channel = models.CharField(_("channel"), max_length=10, choices=Channel.choices)
+    status = models.CharField(_("status"), max_length=10, choices=ConsentStatus.choices)
+    source = models.CharField(_("source"), max_length=10, choices=Source.choices)
+    evidence = models.JSONField(_("evidence"), default=dict, blank=True)
+    occurred_at = models.DateTimeField(_("occurred at"), default=dj_timezone.now)
 
     class Meta:
         verbose_name = _("consent change")
+        verbose_name_plural = _("consent changes")
         ordering = ["-occurred_at", "-id"]
         indexes = [models.Index(fields=["subscriber", "channel", "occurred_at"], name="consentchange_sub_idx")]
 
@@ -239,26 +242,27 @@ class PushSubscriptionStatus(models.TextChoices):
 class PushSubscription(models.Model):
     """One browser's web push subscription; a subscriber may have several."""
 
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="push_subscriptions")
-    endpoint = models.URLField(max_length=1000, unique=True)
-    p256dh = models.CharField(max_length=200)
-    auth = models.CharField(max_length=100)
-    user_agent = models.CharField(max_length=500, blank=True)
-    browser = models.CharField(max_length=50, blank=True)
-    page_url = models.URLField(max_length=2000, blank=True)
-    category = models.CharField(max_length=200, blank=True)
-    status = models.CharField(
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="push_subscriptions", verbose_name=_("subscriber"))
+    endpoint = models.URLField(_("endpoint"), max_length=1000, unique=True)
+    p256dh = models.CharField(_("p256dh key"), max_length=200)
+    auth = models.CharField(_("auth secret"), max_length=100)
+    user_agent = models.CharField(_("user agent"), max_length=500, blank=True)
+    browser = models.CharField(_("browser"), max_length=50, blank=True)
+    page_url = models.URLField(_("page URL"), max_length=2000, blank=True)
+    category = models.CharField(_("category"), max_length=200, blank=True)
+    status = models.CharField(_("status"),
         max_length=15, choices=PushSubscriptionStatus.choices, default=PushSubscriptionStatus.ACTIVE
     )
-    failure_count = models.PositiveIntegerField(default=0)
-    last_success_at = models.DateTimeField(null=True, blank=True)
-    last_failure_at = models.DateTimeField(null=True, blank=True)
-    last_failure_reason = models.CharField(max_length=300, blank=True)
-    created_at = models.DateTimeField(default=dj_timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
+    failure_count = models.PositiveIntegerField(_("failure count"), default=0)
+    last_success_at = models.DateTimeField(_("last success at"), null=True, blank=True)
+    last_failure_at = models.DateTimeField(_("last failure at"), null=True, blank=True)
+    last_failure_reason = models.CharField(_("last failure reason"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=dj_timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("push subscription")
+        verbose_name_plural = _("push subscriptions")
         indexes = [models.Index(fields=["subscriber", "status"], name="pushsub_subscriber_status_idx")]
 
     def __str__(self):
@@ -268,19 +272,20 @@ class PushSubscription(models.Model):
 class Event(models.Model):
     """Something a shopper did, stored before anything reacts to it."""
 
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="events")
-    event_id = models.CharField(
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="events", verbose_name=_("subscriber"))
+    event_id = models.CharField(_("event id"),
         max_length=128, null=True, blank=True,
         help_text=_("The sender's id for this event; a repeat is accepted and ignored."),
     )
-    name = models.CharField(max_length=80, validators=[validate_event_name])
-    properties = models.JSONField(default=dict, blank=True)
-    occurred_at = models.DateTimeField(default=dj_timezone.now)
-    received_at = models.DateTimeField(default=dj_timezone.now)
-    source = models.CharField(max_length=10, choices=Source.choices, default=Source.API)
+    name = models.CharField(_("name"), max_length=80, validators=[validate_event_name])
+    properties = models.JSONField(_("properties"), default=dict, blank=True)
+    occurred_at = models.DateTimeField(_("occurred at"), default=dj_timezone.now)
+    received_at = models.DateTimeField(_("received at"), default=dj_timezone.now)
+    source = models.CharField(_("source"), max_length=10, choices=Source.choices, default=Source.API)
 
     class Meta:
         verbose_name = _("event")
+        verbose_name_plural = _("events")
         constraints = [
             models.UniqueConstraint(
                 fields=["event_id"], condition=Q(event_id__isnull=False), name="event_event_id_unique"
@@ -305,20 +310,21 @@ class CartStatus(models.TextChoices):
 class Cart(models.Model):
     """A shopper's cart as last reported by a `cart_updated` snapshot."""
 
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="carts")
-    external_id = models.CharField(max_length=128, null=True, blank=True, help_text=_("The store's cart id"))
-    items = models.JSONField(default=list, blank=True)
-    value = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
-    currency = models.CharField(max_length=3, default="SAR")
-    status = models.CharField(max_length=10, choices=CartStatus.choices, default=CartStatus.ACTIVE)
-    checkout_started_at = models.DateTimeField(null=True, blank=True)
-    last_activity_at = models.DateTimeField(default=dj_timezone.now)
-    abandoned_at = models.DateTimeField(null=True, blank=True)
-    converted_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(default=dj_timezone.now)
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="carts", verbose_name=_("subscriber"))
+    external_id = models.CharField(_("external id"), max_length=128, null=True, blank=True, help_text=_("The store's cart id"))
+    items = models.JSONField(_("items"), default=list, blank=True)
+    value = models.DecimalField(_("value"), max_digits=14, decimal_places=2, default=Decimal("0"))
+    currency = models.CharField(_("currency"), max_length=3, default="SAR")
+    status = models.CharField(_("status"), max_length=10, choices=CartStatus.choices, default=CartStatus.ACTIVE)
+    checkout_started_at = models.DateTimeField(_("checkout started at"), null=True, blank=True)
+    last_activity_at = models.DateTimeField(_("last activity at"), default=dj_timezone.now)
+    abandoned_at = models.DateTimeField(_("abandoned at"), null=True, blank=True)
+    converted_at = models.DateTimeField(_("converted at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=dj_timezone.now)
 
     class Meta:
         verbose_name = _("cart")
+        verbose_name_plural = _("carts")
         constraints = [
             models.UniqueConstraint(
                 fields=["external_id"], condition=Q(external_id__isnull=False), name="cart_external_id_unique"
@@ -392,20 +398,21 @@ class OrderStatus(models.TextChoices):
 
 
 class Order(models.Model):
-    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="orders")
-    external_id = models.CharField(max_length=128, unique=True)
-    cart = models.ForeignKey(Cart, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders")
-    items = models.JSONField(default=list, blank=True)
-    value = models.DecimalField(max_digits=14, decimal_places=2)
-    currency = models.CharField(max_length=3, default="SAR")
-    status = models.CharField(max_length=10, choices=OrderStatus.choices, default=OrderStatus.PLACED)
-    placed_at = models.DateTimeField(default=dj_timezone.now)
-    shipped_at = models.DateTimeField(null=True, blank=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="orders", verbose_name=_("subscriber"))
+    external_id = models.CharField(_("external id"), max_length=128, unique=True)
+    cart = models.ForeignKey(Cart, null=True, blank=True, on_delete=models.SET_NULL, related_name="orders", verbose_name=_("cart"))
+    items = models.JSONField(_("items"), default=list, blank=True)
+    value = models.DecimalField(_("value"), max_digits=14, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3, default="SAR")
+    status = models.CharField(_("status"), max_length=10, choices=OrderStatus.choices, default=OrderStatus.PLACED)
+    placed_at = models.DateTimeField(_("placed at"), default=dj_timezone.now)
+    shipped_at = models.DateTimeField(_("shipped at"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("order")
+        verbose_name_plural = _("orders")
         indexes = [models.Index(fields=["subscriber", "placed_at"], name="order_subscriber_placed_idx")]
 
     def __str__(self):
@@ -436,25 +443,26 @@ class ApiKey(models.Model):
     another customer.
     """
 
-    name = models.CharField(max_length=100)
-    kind = models.CharField(max_length=12, choices=ApiKeyKind.choices)
-    prefix = models.CharField(max_length=16, db_index=True, editable=False)
-    key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    publishable_key = models.CharField(max_length=64, blank=True, editable=False)
-    identity_secret = models.CharField(max_length=64, blank=True, editable=False)
-    allowed_origins = models.JSONField(
+    name = models.CharField(_("name"), max_length=100)
+    kind = models.CharField(_("kind"), max_length=12, choices=ApiKeyKind.choices)
+    prefix = models.CharField(_("prefix"), max_length=16, db_index=True, editable=False)
+    key_hash = models.CharField(_("key hash"), max_length=64, unique=True, editable=False)
+    publishable_key = models.CharField(_("publishable key"), max_length=64, blank=True, editable=False)
+    identity_secret = models.CharField(_("identity secret"), max_length=64, blank=True, editable=False)
+    allowed_origins = models.JSONField(_("allowed origins"),
         default=list, blank=True,
         help_text=_("Publishable keys only: origins such as https://shop.example that may use the key."),
     )
-    require_identity_verification = models.BooleanField(
+    require_identity_verification = models.BooleanField(_("require identity verification"),
         default=True, help_text=_("Publishable keys only: identify() must carry the HMAC of the customer id."),
     )
-    is_active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(default=dj_timezone.now)
-    last_used_at = models.DateTimeField(null=True, blank=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), default=dj_timezone.now)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
 
     def __str__(self):
         return f"{self.name} ({self.prefix}…)"
@@ -489,27 +497,28 @@ class ApiKey(models.Model):
 class PushPromptConfig(models.Model):
     """What the SDK's soft opt-in prompt says and when it appears (set by the marketer)."""
 
-    enabled = models.BooleanField(default=True)
-    title_en = models.CharField(max_length=120, default="Get order updates and offers")
-    body_en = models.CharField(max_length=300, default="We'll only notify you about your orders and deals you'll like.")
-    accept_en = models.CharField(max_length=40, default="Allow")
-    decline_en = models.CharField(max_length=40, default="Not now")
-    title_ar = models.CharField(max_length=120, default="تابع طلباتك وعروضنا")
-    body_ar = models.CharField(max_length=300, default="سنرسل لك تنبيهات عن طلباتك والعروض التي تهمك فقط.")
-    accept_ar = models.CharField(max_length=40, default="السماح")
-    decline_ar = models.CharField(max_length=40, default="ليس الآن")
-    delay_seconds = models.PositiveIntegerField(default=5)
-    page_patterns = models.JSONField(
+    enabled = models.BooleanField(_("enabled"), default=True)
+    title_en = models.CharField(_("title (English)"), max_length=120, default="Get order updates and offers")
+    body_en = models.CharField(_("text (English)"), max_length=300, default="We'll only notify you about your orders and deals you'll like.")
+    accept_en = models.CharField(_("accept button (English)"), max_length=40, default="Allow")
+    decline_en = models.CharField(_("decline button (English)"), max_length=40, default="Not now")
+    title_ar = models.CharField(_("title (Arabic)"), max_length=120, default="تابع طلباتك وعروضنا")
+    body_ar = models.CharField(_("text (Arabic)"), max_length=300, default="سنرسل لك تنبيهات عن طلباتك والعروض التي تهمك فقط.")
+    accept_ar = models.CharField(_("accept button (Arabic)"), max_length=40, default="السماح")
+    decline_ar = models.CharField(_("decline button (Arabic)"), max_length=40, default="ليس الآن")
+    delay_seconds = models.PositiveIntegerField(_("delay seconds"), default=5)
+    page_patterns = models.JSONField(_("page patterns"),
         default=list, blank=True,
         help_text=_("URL path prefixes where the prompt may appear, e.g. [\"/products/\"]. Empty: every page."),
     )
-    reprompt_after_days = models.PositiveIntegerField(
+    reprompt_after_days = models.PositiveIntegerField(_("reprompt after days"),
         default=14, help_text=_("After the shopper says 'not now', wait this many days before asking again."),
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("push prompt")
+        verbose_name_plural = _("push prompts")
 
     def __str__(self):
         return str(_("Push opt-in prompt"))
@@ -532,28 +541,29 @@ class ImportJobStatus(models.TextChoices):
 class ImportJob(models.Model):
     """A CSV/XLSX import run in a task, with progress the operator can watch."""
 
-    resource = models.CharField(max_length=40)  # subscribers | consents | orders
-    file = models.FileField(upload_to="imports/%Y/%m/")
-    file_format = models.CharField(max_length=10, default="csv")
-    status = models.CharField(max_length=12, choices=ImportJobStatus.choices, default=ImportJobStatus.PENDING)
-    dry_run = models.BooleanField(default=True)
-    skip_bad_rows = models.BooleanField(
+    resource = models.CharField(_("resource"), max_length=40)  # subscribers | consents | orders
+    file = models.FileField(_("file"), upload_to="imports/%Y/%m/")
+    file_format = models.CharField(_("file format"), max_length=10, default="csv")
+    status = models.CharField(_("status"), max_length=12, choices=ImportJobStatus.choices, default=ImportJobStatus.PENDING)
+    dry_run = models.BooleanField(_("dry run"), default=True)
+    skip_bad_rows = models.BooleanField(_("skip bad rows"),
         default=False, help_text=_("Import the valid rows and list the bad ones, instead of refusing the whole file."),
     )
-    total_rows = models.PositiveIntegerField(default=0)
-    processed_rows = models.PositiveIntegerField(default=0)
-    created_rows = models.PositiveIntegerField(default=0)
-    updated_rows = models.PositiveIntegerField(default=0)
-    error_rows = models.PositiveIntegerField(default=0)
-    errors = models.JSONField(default=list, blank=True, help_text=_("One entry per bad row: row number, field, reason."))
-    message = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(default=dj_timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
+    total_rows = models.PositiveIntegerField(_("total rows"), default=0)
+    processed_rows = models.PositiveIntegerField(_("processed rows"), default=0)
+    created_rows = models.PositiveIntegerField(_("created rows"), default=0)
+    updated_rows = models.PositiveIntegerField(_("updated rows"), default=0)
+    error_rows = models.PositiveIntegerField(_("error rows"), default=0)
+    errors = models.JSONField(_("errors"), default=list, blank=True, help_text=_("One entry per bad row: row number, field, reason."))
+    message = models.TextField(_("message"), blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, verbose_name=_("created by"))
+    created_at = models.DateTimeField(_("created at"), default=dj_timezone.now)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("import job")
+        verbose_name_plural = _("import jobs")
         ordering = ["-created_at"]
 
     def __str__(self):
