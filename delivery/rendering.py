@@ -36,6 +36,7 @@ AES128GCM_OVERHEAD = 86 + 1 + 16
 # The sender adds the message code to the payload; keep room for the longest one.
 PUSH_CODE_ROOM = len(',"code":""') + 32
 MAX_PUSH_ACTIONS = 2
+_PUSH_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 # Top-level names a template may use; the reference for marketers is docs/templates.md.
 KNOWN_VARIABLES = frozenset({
@@ -290,6 +291,9 @@ def render_content(content, context):
         }
         if not rendered["title"]:
             raise RenderError("a push notification needs a title", field="title")
+        if rendered["topic"] and not _PUSH_TOPIC.fullmatch(rendered["topic"]):
+            # Push services refuse the Topic header otherwise (RFC 8030 §5.4).
+            raise RenderError("a push topic is up to 32 letters, digits, '-' or '_'", field="topic")
         check_push_size(rendered)
         return rendered
     if channel == "sms":
@@ -304,7 +308,8 @@ def render_content(content, context):
             rendered["body"] = text("body")
         if content.whatsapp_content_sid:
             variables = {}
-            for key, source in sorted((content.whatsapp_variables or {}).items(), key=lambda kv: str(kv[0])):
+            numbered = sorted((content.whatsapp_variables or {}).items(), key=lambda kv: (len(str(kv[0])), str(kv[0])))
+            for key, source in numbered:
                 value = _render(str(source), context, f"whatsapp_variables[{key}]")
                 if not value:
                     # Twilio refuses a Content template with an empty variable.

@@ -237,6 +237,27 @@ def test_whatsapp_renders_session_text_and_template_variables(shopper):
                        "content_variables": {"1": "نورة", "2": "SAVE10"}}
 
 
+def test_a_push_topic_must_suit_the_topic_header(shopper):
+    template = make_template()
+    add(template, "push", "ar", title="عرض", topic="cart offer!")
+
+    with pytest.raises(RenderError) as refused:
+        render_message(template=template, channel="push", subscriber=shopper)
+
+    assert refused.value.field == "topic"
+
+
+def test_whatsapp_variables_keep_their_numeric_order(shopper):
+    template = make_template()
+    add(template, "whatsapp", "ar", whatsapp_content_sid="HX1",
+        whatsapp_variables={str(n): f"v{n}" for n in (10, 2, 1)})
+
+    _, content = render_message(template=template, channel="whatsapp", subscriber=shopper)
+
+    assert list(content["content_variables"]) == ["1", "2", "10"]
+    assert "body" not in content
+
+
 def test_an_email_gets_a_text_body_derived_from_its_html_with_link_urls(shopper, abandoned_cart):
     template = make_template()
     add(template, "email", "ar", subject="{{ first_name }}، نسيت شيئاً",
