@@ -235,6 +235,8 @@ def choose_content(template, channel, locale):
 def _render(source, context, field, html=False):
     if not source:
         return ""
+    if "{" not in source:
+        return source.strip()  # no Liquid markup: nothing to render
     try:
         return _parse(source, html).render(**context).strip()
     except UndefinedError as error:
@@ -264,8 +266,58 @@ def _check_url(url, field, *, required=False):
     return url
 
 
+# Rendered content by (the content's sources, the context values they read). A broadcast renders
+# one template for many shoppers; those who share the values it uses (none, or the same first
+# name) share one render. Cleared when full rather than tracked per entry: it refills quickly.
+_RENDERED = {}
+_RENDERED_MAX = 4096
+_SOURCE_FIELDS = ("title", "body", "icon", "image", "badge", "click_url", "tag", "ttl_seconds", "urgency", "topic",
+                  "whatsapp_content_sid", "subject", "html_body", "text_body", "button_label", "button_url",
+                  "placement")
+
+
+@lru_cache(maxsize=1024)
+def _roots(sources):
+    """Top-level variables the sources read; None when they cannot be analysed or read the clock."""
+    names = set()
+    for source in sources:
+        if not isinstance(source, str) or "{" not in source:
+            continue
+        if "now" in source or "today" in source:
+            return None
+        try:
+            names.update(_parse(source).analyze().globals)
+        except LiquidError:
+            return None
+    return frozenset(names)
+
+
+def _sources(content):
+    nested = []
+    for action in content.actions if isinstance(content.actions, list) else []:
+        nested.extend(str(value) for value in (action.values() if isinstance(action, dict) else [action]))
+    if isinstance(content.whatsapp_variables, dict):
+        nested.extend(f"{key}\x00{value}" for key, value in content.whatsapp_variables.items())
+    return (content.channel, *(getattr(content, field) for field in _SOURCE_FIELDS), len(nested), *nested)
+
+
 def render_content(content, context):
     """Render one TemplateContent with a plain context into the channel's content dict."""
+    sources = _sources(content)
+    roots = _roots(sources)
+    if roots is None:
+        return _render_content(content, context)
+    key = (sources, json.dumps({name: context[name] for name in roots if name in context}, sort_keys=True))
+    rendered = _RENDERED.get(key)
+    if rendered is None:
+        rendered = _render_content(content, context)
+        if len(_RENDERED) >= _RENDERED_MAX:
+            _RENDERED.clear()
+        _RENDERED[key] = rendered
+    return json.loads(json.dumps(rendered))  # a copy the caller may change
+
+
+def _render_content(content, context):
     channel = content.channel
 
     def text(field, html=False):

@@ -352,3 +352,19 @@ def test_validation_allows_at_most_two_action_buttons():
 
     with pytest.raises(RenderError, match="at most 2"):
         rendering.validate_content(content)
+
+
+def test_shoppers_sharing_a_template_each_get_their_own_values_and_edits_show_at_once():
+    template = make_template()
+    content = add(template, "push", "ar", title="{{ first_name }}", body="{{ attributes.size | default: 'M' }}",
+                  click_url="https://shop.example.com")
+    nora, reem = make_subscriber(first_name="نورة", locale="ar"), make_subscriber(first_name="ريم", locale="ar",
+                                                                                 attributes={"size": "L"})
+
+    first = render_message(template=template, channel="push", subscriber=nora)[1]
+    first["title"] = "changed by the caller"
+    assert render_message(template=template, channel="push", subscriber=nora)[1]["title"] == "نورة"
+    assert (render_message(template=template, channel="push", subscriber=reem)[1]["body"]) == "L"
+
+    content.title = "مرحباً {{ first_name }}"
+    assert rendering.render_content(content, build_context(nora))["title"] == "مرحباً نورة"
