@@ -392,9 +392,45 @@ def deliver(message_ids, *, now=None):
             except Exception as error:  # a bug or an unexpected library error: nothing is known
                 log.exception("channel backend %s failed on a batch", backend.__class__.__name__)
                 results = [DeliveryError(f"{error.__class__.__name__}: {error}", unknown=True)] * len(sendable)
-            for message, result in zip(sendable, results):
-                status = _record_result(message, backend, result, now=now)
-                outcomes[status] = outcomes.get(status, 0) + 1
+            for status, count in _record_results(list(zip(sendable, results)), backend, now=now).items():
+                outcomes[status] = outcomes.get(status, 0) + count
+    return outcomes
+
+
+def _record_results(pairs, backend, *, now=None):
+    """Record a batch: accepted sends in a few statements whatever the batch size, errors one by one."""
+    now = max(now or timezone.now(), timezone.now())
+    provider = getattr(backend, "provider", "") or ""
+    outcomes = {}
+    accepted = {MessageStatus.SENT: [], MessageStatus.DELIVERED: []}
+    for message, result in pairs:
+        if isinstance(result, SendResult):
+            status = MessageStatus.DELIVERED if result.status == "delivered" else MessageStatus.SENT
+            accepted[status].append((message, result))
+        else:
+            status = _record_result(message, backend, result, now=now)
+            outcomes[status] = outcomes.get(status, 0) + 1
+    with transaction.atomic():
+        for status, done in accepted.items():
+            if not done:
+                continue
+            fields = {"status": status, "sent_at": now, "provider": provider, "error": "", "status_reason": ""}
+            if status == MessageStatus.DELIVERED:
+                fields["delivered_at"] = now
+            ids = [message.pk for message, _result in done]
+            Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(**fields)
+            with_ids = []
+            for message, result in done:
+                if result.provider_id:
+                    message.provider_id = result.provider_id
+                    with_ids.append(message)
+            Message.objects.bulk_update(with_ids, ["provider_id"], batch_size=500)
+            events = [_event(message.pk, MessageEventKind.SENT, now, provider=provider,
+                             provider_id=result.provider_id or "") for message, result in done]
+            if status == MessageStatus.DELIVERED:
+                events += [_event(message.pk, MessageEventKind.DELIVERED, now) for message, _result in done]
+            MessageEvent.objects.bulk_create(events, batch_size=1000)
+            outcomes[status] = outcomes.get(status, 0) + len(done)
     return outcomes
 
 

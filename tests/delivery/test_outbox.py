@@ -425,3 +425,34 @@ def test_cancelling_a_broadcast_stops_messages_not_yet_sent():
 
     later.refresh_from_db()
     assert later.status == MessageStatus.CANCELLED and SENT == []
+
+
+class BatchBackend(ChannelBackend):
+    """A provider with its own send_many (many sends in flight), as web push has."""
+
+    provider = "batched"
+
+    def send(self, message):
+        raise AssertionError("the outbox hands whole batches to send_many")
+
+    def send_many(self, messages):
+        SENT.extend(message.code for message in messages)
+        return [DeliveryError("gone", permanent=True, code="410") if SCRIPT.get(message.code)
+                else SendResult(provider_id=f"loc-{message.code}") for message in messages]
+
+
+@pytest.mark.django_db
+def test_a_batch_from_send_many_is_recorded_in_a_fixed_number_of_queries(settings, django_assert_max_num_queries):
+    settings.DELIVERY_BACKENDS = {**settings.DELIVERY_BACKENDS, "inapp": f"{__name__}.BatchBackend"}
+    reset_backends()
+    messages = [outbox.queue_message(subscriber=make_subscriber(), channel="inapp", source_type="campaign",
+                                     source_id="b", content={"title": "x"})[0] for _ in range(40)]
+    SCRIPT[messages[0].code] = ["fail"]
+
+    with django_assert_max_num_queries(40):
+        outcomes = outbox.deliver([m.pk for m in messages])
+
+    assert outcomes == {"failed": 1, "sent": 39}
+    assert Message.objects.get(pk=messages[1].pk).provider_id == f"loc-{messages[1].code}"
+    assert Message.objects.get(pk=messages[0].pk).status == MessageStatus.FAILED
+    assert MessageEvent.objects.filter(kind="sent").count() == 39

@@ -115,10 +115,10 @@ def _shell(env, code):
     return _manage(env, "shell", "-c", code)
 
 
-def _worker(env, name, log_path, **extra):
+def _worker(env, name, log_path, queues="bulk,send", **extra):
     log = open(log_path, "w")
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-Q", "bulk,send",
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "solo", "-Q", queues,
          "-n", f"{name}-{uuid.uuid4().hex[:6]}@%h", "--without-mingle", "--without-gossip", "-l", "info"],
         cwd=BASE_DIR, env={**env, **extra}, stdout=log, stderr=subprocess.STDOUT)
 
@@ -191,3 +191,38 @@ def test_a_worker_killed_mid_chunk_leaves_every_message_sent_exactly_once(isolat
     assert {status for status, _attempts in states.values()} == {"sent"}
     # Only the message in flight at the kill and the rest of its chunk were tried twice.
     assert sum(1 for _status, attempts in states.values() if attempts == 2) == CHUNK - 3
+
+
+SEND_ORDER_UPDATE = """
+from subscribers.models import Subscriber
+from delivery import outbox
+shopper = Subscriber.objects.get(external_id="kill-7")
+message = outbox.send_message(subscriber=shopper, channel="inapp", source_type="api", source_id="order-77",
+                              content={"title": "Your order has shipped"}, transactional=True)
+print(message.code)
+"""
+
+
+@pytest.mark.worker
+def test_an_order_update_is_not_stuck_behind_a_broadcast_backlog(isolated_world, tmp_path):
+    env = isolated_world
+    folder = Path(env["OUTBOX_TEST_DIR"])
+    # The broadcast worker hangs on its first send, with two more chunks waiting behind it.
+    bulk = _worker(env, "bulk", tmp_path / "bulk.log", queues="bulk", OUTBOX_TEST_STALL_AT="1")
+    send = _worker(env, "send", tmp_path / "send.log", queues="send")
+    try:
+        assert _shell(env, SET_UP).split()[-1] == str(AUDIENCE)
+        _wait_for(lambda: len(_lines(folder / "starts.log")) >= 1, "the broadcast to start")
+
+        code = _shell(env, SEND_ORDER_UPDATE).split()[-1]
+        _wait_for(lambda: code in _lines(folder / "sends.log"), "the order update to be sent")
+    finally:
+        for process in (bulk, send):
+            process.kill()
+            process.wait(timeout=30)
+
+    states = json.loads(_shell(env, CHECK).strip().splitlines()[-1])
+    assert states.pop(code) == ["sent", 1]
+    assert _lines(folder / "sends.log") == [code]
+    # The broadcast's first chunk is claimed by the hung worker, the other two still wait: nothing of it went out.
+    assert sorted(status for status, _attempts in states.values()) == ["queued"] * (AUDIENCE - CHUNK) + ["sending"] * CHUNK
