@@ -5,7 +5,7 @@ from django.utils.translation import gettext as _
 from subscribers.validation import normalize_locale
 
 from .models import TemplateContent
-from .rendering import RenderError, validate_content
+from .rendering import RenderError, render_content, sample_shopper, validate_content
 
 # RenderError.field is "actions[2].url" or "whatsapp_variables[1]"; the form field is the part before "[".
 _FORM_FIELD = {"actions": "actions", "whatsapp_variables": "whatsapp_variables"}
@@ -57,6 +57,13 @@ class TemplateContentForm(forms.ModelForm):
                                        if name in {f.name for f in TemplateContent._meta.fields}})
         try:
             validate_content(candidate)
+            # Render for the sample shopper to catch what only shows once rendered (a javascript: link,
+            # a push without a title, a payload too big); data the sample lacks is not the form's concern.
+            try:
+                render_content(candidate, sample_shopper(candidate.locale))
+            except RenderError as error:
+                if error.code != "missing_variable":
+                    raise
         except RenderError as error:
             field = (error.field or "").split("[")[0].split(".")[0]
             field = _FORM_FIELD.get(field, field)

@@ -53,11 +53,12 @@ class RenderError(Exception):
     within it, when known.
     """
 
-    def __init__(self, message, *, field="", line=None):
+    def __init__(self, message, *, field="", line=None, code="invalid"):
         super().__init__(message)
         self.message = message
         self.field = field
         self.line = line
+        self.code = code  # "missing_variable" when only this shopper's data is lacking
 
     def __str__(self):
         where = ""
@@ -242,7 +243,7 @@ def _render(source, context, field, html=False):
     except UndefinedError as error:
         name = getattr(error, "message", str(error))
         raise RenderError(f"{name} and has no default: add one, e.g. {{{{ x | default: \"…\" }}}}",
-                          field=field, line=_line_of(error)) from None
+                          field=field, line=_line_of(error), code="missing_variable") from None
     except LiquidError as error:
         raise RenderError(str(error.message), field=field, line=_line_of(error)) from None
 

@@ -103,6 +103,33 @@ def test_saving_with_a_misspelt_variable_names_it_and_its_line(admin_client):
     assert "Line 3: unknown variable “frist_name”" in response.content.decode()
 
 
+def test_saving_a_push_whose_link_is_not_http_is_refused(admin_client):
+    data = post_data(push=[{"locale": "ar", "title": "عرض", "click_url": "javascript:alert(document.cookie)"}])
+
+    response = admin_client.post(reverse("admin:delivery_messagetemplate_add"), data)
+
+    assert response.status_code == 200
+    assert "is not an http(s) URL" in response.content.decode()
+    assert not MessageTemplate.objects.exists()
+
+
+def test_saving_a_push_without_a_title_is_refused(admin_client):
+    data = post_data(push=[{"locale": "ar", "title": "", "body": "نص"}])
+
+    response = admin_client.post(reverse("admin:delivery_messagetemplate_add"), data)
+
+    assert response.status_code == 200
+    assert "a push notification needs a title" in response.content.decode()
+
+
+def test_content_needing_data_the_sample_lacks_can_still_be_saved(admin_client):
+    data = post_data(sms=[{"locale": "en", "body": "You viewed {{ event.product_title }}"}])
+
+    response = admin_client.post(reverse("admin:delivery_messagetemplate_add"), data)
+
+    assert response.status_code == 302
+
+
 def test_saving_two_contents_in_the_same_locale_on_one_channel_is_refused(admin_client):
     data = post_data(sms=[{"locale": "ar", "body": "أ"}, {"locale": "ar", "body": "ب"}])
 
