@@ -303,7 +303,8 @@ def claim(message_ids, *, now=None):
     token = uuid.uuid4().hex
     with transaction.atomic():
         Message.objects.filter(pk__in=list(message_ids), status=MessageStatus.QUEUED, send_at__lte=now).update(
-            status=MessageStatus.SENDING, claimed_at=now, claim_token=token, attempts=F("attempts") + 1)
+            status=MessageStatus.SENDING, claimed_at=now, claim_token=token, attempts=F("attempts") + 1,
+            provider="")
         won = list(Message.objects.filter(pk__in=list(message_ids), claim_token=token,
                                           status=MessageStatus.SENDING).values_list("pk", flat=True))
         MessageEvent.objects.bulk_create([_event(pk, MessageEventKind.SENDING, now) for pk in won])
@@ -380,13 +381,18 @@ def deliver(message_ids, *, now=None):
                 outcomes["rate_limited"] = outcomes.get("rate_limited", 0) + 1
             if not sendable:
                 continue
+            marks_handover = not resend_is_safe(channel)
             if type(backend).send_many is ChannelBackend.send_many:
                 # One at a time anyway: record each outcome as soon as it is known, so a
                 # worker killed mid-chunk leaves at most the message in flight unrecorded.
                 for message in sendable:
+                    if marks_handover:
+                        _mark_handed_over([message], backend)
                     status = _record_result(message, backend, _send_one(backend, message), now=now)
                     outcomes[status] = outcomes.get(status, 0) + 1
                 continue
+            if marks_handover:
+                _mark_handed_over(sendable, backend)
             try:
                 results = backend.send_many(sendable)
             except Exception as error:  # a bug or an unexpected library error: nothing is known
@@ -432,6 +438,13 @@ def _record_results(pairs, backend, *, now=None):
             MessageEvent.objects.bulk_create(events, batch_size=1000)
             outcomes[status] = outcomes.get(status, 0) + len(done)
     return outcomes
+
+
+def _mark_handed_over(messages, backend):
+    # Where a resend could duplicate (Twilio), note which rows reached the provider, so a
+    # lost worker's rows that never did can be queued again instead of marked unknown.
+    Message.objects.filter(pk__in=[m.pk for m in messages], status=MessageStatus.SENDING).update(
+        provider=backend.provider or backend.__class__.__name__)
 
 
 def _send_one(backend, message):
@@ -582,8 +595,12 @@ def _apply_permanent_error(message, code, *, provider=""):
 # --- The periodic tick ------------------------------------------------------------
 
 def reclaim_stuck(*, now=None):
-    """Rows left in "sending" past the lease (a killed worker): queue again where a resend is harmless,
-    otherwise mark them unknown. -> {"requeued": n, "unknown": m}"""
+    """Rows left in "sending" past the lease (a killed worker): -> {"requeued": n, "unknown": m}.
+
+    They go back to the queue where a resend is harmless (push, email, in-app,
+    sandbox) or where the row never reached the provider; a row that reached a
+    provider without idempotency (Twilio) becomes "unknown" and is not resent.
+    """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=int(settings.DELIVERY_SENDING_LEASE_SECONDS))
     counts = {"requeued": 0, "unknown": 0}
@@ -591,23 +608,23 @@ def reclaim_stuck(*, now=None):
     for channel in stuck.values_list("channel", flat=True).distinct().order_by():
         safe = resend_is_safe(channel)
         with transaction.atomic():
-            ids = list(stuck.filter(channel=channel).select_for_update(skip_locked=True)
-                       .values_list("pk", flat=True)[:10000])
-            if not ids:
-                continue
-            if safe:
-                Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
+            rows = list(stuck.filter(channel=channel).select_for_update(skip_locked=True)
+                        .values_list("pk", "provider")[:10000])
+            requeue = [pk for pk, provider in rows if safe or not provider]
+            unknown = [pk for pk, provider in rows if not safe and provider]
+            if requeue:
+                Message.objects.filter(pk__in=requeue, status=MessageStatus.SENDING).update(
                     status=MessageStatus.QUEUED, send_at=now, dispatched_at=None, claim_token="",
                     status_reason="reclaimed")
                 MessageEvent.objects.bulk_create(
-                    [_event(pk, MessageEventKind.RETRY, now, reason="reclaimed") for pk in ids])
-                counts["requeued"] += len(ids)
-            else:
-                Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
+                    [_event(pk, MessageEventKind.RETRY, now, reason="reclaimed") for pk in requeue])
+            if unknown:
+                Message.objects.filter(pk__in=unknown, status=MessageStatus.SENDING).update(
                     status=MessageStatus.UNKNOWN, status_reason="worker_lost")
                 MessageEvent.objects.bulk_create(
-                    [_event(pk, MessageEventKind.UNKNOWN, now, reason="worker_lost") for pk in ids])
-                counts["unknown"] += len(ids)
+                    [_event(pk, MessageEventKind.UNKNOWN, now, reason="worker_lost") for pk in unknown])
+            counts["requeued"] += len(requeue)
+            counts["unknown"] += len(unknown)
     return counts
 
 

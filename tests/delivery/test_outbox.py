@@ -28,7 +28,7 @@ class ScriptedBackend(ChannelBackend):
         answers = SCRIPT.get(message.code)
         if answers:
             answer = answers.pop(0)
-            if isinstance(answer, Exception):
+            if isinstance(answer, BaseException):
                 raise answer
             return answer
         return SendResult(provider_id=f"p-{message.code}-{len(SENT)}")
@@ -260,6 +260,30 @@ def test_a_message_without_an_address_is_suppressed_with_the_reason():
     assert SENT == [] and message.attempts == 0
 
 
+class WorkerKilled(BaseException):
+    """Stands for SIGKILL inside a send: nothing after it runs."""
+
+
+@pytest.mark.django_db
+def test_sms_lost_with_their_worker_are_unknown_if_they_reached_twilio_and_queued_again_if_not():
+    long_ago = timezone.now() - timedelta(hours=1)
+    delivered = queue_sms(sms_shopper(phone="+966500000011"), "k1", send_at=long_ago)
+    in_flight = queue_sms(sms_shopper(phone="+966500000012"), "k2", send_at=long_ago)
+    never_tried = queue_sms(sms_shopper(phone="+966500000013"), "k3", send_at=long_ago)
+    SCRIPT[in_flight.code] = [WorkerKilled()]
+
+    with pytest.raises(WorkerKilled):
+        outbox.deliver([delivered.pk, in_flight.pk, never_tried.pk], now=long_ago)
+    counts = outbox.reclaim_stuck()
+
+    statuses = dict(Message.objects.values_list("code", "status"))
+    assert counts == {"requeued": 1, "unknown": 1}
+    assert statuses == {delivered.code: MessageStatus.SENT, in_flight.code: MessageStatus.UNKNOWN,
+                        never_tried.code: MessageStatus.QUEUED}
+    outbox.deliver([never_tried.pk])
+    assert SENT == [delivered.code, in_flight.code, never_tried.code]
+
+
 @pytest.mark.django_db
 def test_messages_stuck_in_sending_are_queued_again_only_where_a_resend_is_harmless():
     claimed_at = timezone.now() - timedelta(hours=1)
@@ -267,6 +291,8 @@ def test_messages_stuck_in_sending_are_queued_again_only_where_a_resend_is_harml
                                  content={"title": "Hi"}, send_at=claimed_at)[0]
     sms = queue_sms(sms_shopper(), send_at=claimed_at)
     assert sorted(outbox.claim([inapp.pk, sms.pk], now=claimed_at)) == sorted([inapp.pk, sms.pk])
+    # The SMS had reached Twilio when its worker died.
+    Message.objects.filter(pk=sms.pk).update(provider="twilio")
 
     counts = outbox.reclaim_stuck()
 
