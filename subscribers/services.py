@@ -585,16 +585,27 @@ def _current_cart(subscriber_id, cart_id=None):
 
 @transaction.atomic
 def update_cart(*, subscriber_id, cart_id=None, items=None, value=None, currency=None, at=None):
-    """Apply a full cart snapshot. An abandoned cart that changes becomes active again."""
+    """Apply a full cart snapshot. An abandoned cart that changes becomes active again.
+
+    Snapshots of one store cart may arrive concurrently (two tabs, a retry): the
+    row is locked, or created under the unique cart id with the loser of a race
+    re-reading the winner's row, so neither snapshot is lost to an error.
+    """
     at = at or timezone.now()
     items = normalize_items(items)
     total = _decimal(value) if value is not None else items_value(items)
-    cart = _current_cart(subscriber_id, cart_id)
-    if cart is None or cart.status == CartStatus.CONVERTED:
-        if cart is not None and cart_id:
+    created = False
+    if cart_id:
+        cart, created = _lock_or_create_cart(subscriber_id, str(cart_id), at)
+        if cart.status == CartStatus.CONVERTED:
             return cart  # a late snapshot of a cart already bought
-        cart = Cart(subscriber_id=subscriber_id, external_id=str(cart_id) if cart_id else None, created_at=at)
-    elif cart.last_activity_at > at:
+    else:
+        cart = (Cart.objects.select_for_update()
+                .filter(subscriber_id=subscriber_id, status__in=[CartStatus.ACTIVE, CartStatus.ABANDONED])
+                .order_by("-last_activity_at").first())
+        if cart is None:
+            cart, created = Cart(subscriber_id=subscriber_id, created_at=at, last_activity_at=at), True
+    if not created and cart.last_activity_at > at:
         return cart  # an older snapshot arriving late changes nothing
     cart.subscriber_id = subscriber_id
     cart.items = items
@@ -606,6 +617,18 @@ def update_cart(*, subscriber_id, cart_id=None, items=None, value=None, currency
         cart.abandoned_at = None
     cart.save()
     return cart
+
+
+def _lock_or_create_cart(subscriber_id, external_id, at):
+    cart = Cart.objects.select_for_update().filter(external_id=external_id).first()
+    if cart is not None:
+        return cart, False
+    try:
+        with transaction.atomic():
+            return Cart.objects.create(subscriber_id=subscriber_id, external_id=external_id, created_at=at,
+                                       last_activity_at=at), True
+    except IntegrityError:
+        return Cart.objects.select_for_update().get(external_id=external_id), False
 
 
 def detect_abandoned_carts(*, now=None, chunk_size=500):

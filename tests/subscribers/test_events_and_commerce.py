@@ -186,3 +186,36 @@ def test_lifecycle_stages_follow_time_and_order_count(shopper, settings):
     services.refresh_lifecycle_stages(now=start + timedelta(days=121))
     shopper.refresh_from_db()
     assert shopper.lifecycle_stage == LifecycleStage.LAPSED
+
+
+def test_concurrent_snapshots_of_one_new_cart_both_apply_without_an_error(shopper):
+    import threading
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        # The SQLite test database lives in shared memory, where writers lock whole tables
+        # across threads; the race this guards against is PostgreSQL's (and the file-backed
+        # SQLite of `make run` waits on its lock instead).
+        pytest.skip("concurrent writers need the PostgreSQL test database")
+    errors, barrier = [], threading.Barrier(4)
+
+    def send(n):
+        try:
+            barrier.wait()
+            services.record_event(subscriber=shopper, name="cart_updated",
+                                  properties={"cart_id": "race-1", "items": ITEMS[: 1 + n % 2]})
+        except Exception as error:  # noqa: BLE001 - the test reports any failure
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert Cart.objects.filter(external_id="race-1").count() == 1
+    assert Event.objects.filter(name="cart_updated").count() == 4
