@@ -296,7 +296,9 @@ def _roots(sources):
 def _sources(content):
     nested = []
     for action in content.actions if isinstance(content.actions, list) else []:
-        nested.extend(str(value) for value in (action.values() if isinstance(action, dict) else [action]))
+        items = action.items() if isinstance(action, dict) else [("", action)]
+        nested.extend(f"{key}\x00{value}" for key, value in items)
+        nested.append("\x01")  # where one action ends
     if isinstance(content.whatsapp_variables, dict):
         nested.extend(f"{key}\x00{value}" for key, value in content.whatsapp_variables.items())
     return (content.channel, *(getattr(content, field) for field in _SOURCE_FIELDS), len(nested), *nested)
