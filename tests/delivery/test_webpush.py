@@ -441,3 +441,43 @@ def test_a_service_that_closes_after_answering_gets_a_new_connection_next_time(b
         results = [backend.send(make_message(f"{service.origin}/push/sub-{i}")) for i in range(2)]
 
     assert [result.status for result in results] == ["sent", "sent"]
+
+
+def test_a_push_service_whose_certificate_is_not_trusted_gets_nothing(backend, settings, tmp_path):
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+
+    with LocalPushService() as service:
+        service.server.socket = context.wrap_socket(service.server.socket, server_side=True)
+        origin = service.origin.replace("http://", "https://")
+        settings.PUSH_ALLOWED_ENDPOINTS = [origin]
+
+        with pytest.raises(DeliveryError) as raised:
+            backend.send(make_message(f"{origin}/push/sub-1"))
+
+    assert raised.value.code == "connection"
+    assert "certificate" in str(raised.value).lower()
+    assert service.received == []
