@@ -71,3 +71,33 @@ def test_a_push_to_an_expired_subscription_fails_and_expires_it(browser, web_pus
     assert message.status == "failed"
     assert PushSubscription.objects.get(pk=subscription.pk).status == "expired"
     assert Message.objects.filter(push_subscription=subscription, status="sent").count() == 0
+
+
+def test_a_push_service_asking_to_wait_gets_the_message_again_after_its_retry_after(
+        settings, django_capture_on_commit_callbacks):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.delivery.test_webpush import LocalPushService, browser_keys
+
+    settings.VAPID_PUBLIC_KEY, settings.VAPID_PRIVATE_KEY = generate_vapid_keypair()
+    settings.DELIVERY_BACKENDS = {**settings.DELIVERY_BACKENDS, "push": "delivery.channels.webpush.WebPushBackend"}
+    reset_backends()
+    with LocalPushService(status=429, headers={"Retry-After": "600"}) as service:
+        settings.PUSH_ALLOWED_ENDPOINTS = [service.origin]
+        subscription, _ = services.register_push_subscription(
+            subscriber=make_subscriber(), endpoint=f"{service.origin}/push/sub-1", **browser_keys())
+        before = timezone.now()
+
+        message = send(subscription, django_capture_on_commit_callbacks)
+
+        assert len(service.received) == 1
+        assert message.status == "queued"
+        assert message.attempts == 1
+        assert before + timedelta(seconds=590) <= message.send_at <= timezone.now() + timedelta(seconds=610)
+
+        # Delivering again before then sends nothing.
+        outbox.deliver([message.pk])
+        assert len(service.received) == 1
+    reset_backends()
