@@ -482,3 +482,7 @@ def test_a_batch_from_send_many_is_recorded_in_a_fixed_number_of_queries(setting
     assert Message.objects.get(pk=messages[1].pk).provider_id == f"loc-{messages[1].code}"
     assert Message.objects.get(pk=messages[0].pk).status == MessageStatus.FAILED
     assert MessageEvent.objects.filter(kind="sent").count() == 39
+    sent = Message.objects.get(pk=messages[1].pk)
+    assert sent.sent_at is not None and abs((timezone.now() - sent.sent_at).total_seconds()) < 600
+    assert history(sent) == ["queued", "sending", "sent"]
+    assert sent.history.get(kind="sent").detail == {"provider": "batched"}
