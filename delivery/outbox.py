@@ -205,14 +205,18 @@ def send_message(**kwargs):
     return message
 
 
-def enqueue(message_ids, *, lane, now=None):
-    """Hand messages to the send queue of their lane once the transaction commits."""
+def enqueue(message_ids, *, lane, now=None, mark=True):
+    """Hand messages to the send queue of their lane once the transaction commits.
+
+    `mark=False` when the rows were written with their dispatched_at already set.
+    """
     from . import tasks
 
     message_ids = list(message_ids)
     if not message_ids:
         return
-    Message.objects.filter(pk__in=message_ids).update(dispatched_at=now or timezone.now())
+    if mark:
+        Message.objects.filter(pk__in=message_ids).update(dispatched_at=now or timezone.now())
     task = tasks.send_transactional if lane == MessageLane.TRANSACTIONAL else tasks.send_bulk_chunk
     size = chunk_size()
     for start in range(0, len(message_ids), size):
@@ -285,26 +289,28 @@ def fan_out(*, audience, channel, template, source_type, source_id, occurrence="
                 to=address_for(subscriber, channel, push_subscription), status=status,
                 status_reason="render_error" if error else "", error=error,
                 failed_at=now if error else None, send_at=send_at or now, queued_at=now,
+                dispatched_at=now if due_now and not error else None,
             ))
         if not rows:
             continue
         with transaction.atomic():
             Message.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+            # Rows this call wrote (not a concurrent repeat's): this call's keys and queue time.
             written = list(Message.objects.filter(
                 idempotency_key__in=[row.idempotency_key for row in rows], queued_at=now,
             ).values_list("pk", "status", "error"))
-            events = []
-            for pk, status, error in written:
-                events.append(_event(pk, MessageEventKind.QUEUED, now))
-                if status == MessageStatus.FAILED:
-                    events.append(_event(pk, MessageEventKind.FAILED, now, reason="render_error", error=error))
-            MessageEvent.objects.bulk_create(events, batch_size=1000)
+            for start in range(0, len(written), 500):
+                ids = [pk for pk, _status, _error in written[start:start + 500]]
+                _log_events_where(f"id IN ({', '.join(['%s'] * len(ids))})", ids, MessageEventKind.QUEUED, now)
+            MessageEvent.objects.bulk_create([
+                _event(pk, MessageEventKind.FAILED, now, reason="render_error", error=error)
+                for pk, status, error in written if status == MessageStatus.FAILED])
             counts["created"] += len(written)
             counts["failed"] += sum(1 for _pk, status, _error in written if status == MessageStatus.FAILED)
             counts["existing"] += len(rows) - len(written)
             if due_now:
                 enqueue([pk for pk, status, _error in written if status == MessageStatus.QUEUED],
-                        lane=MessageLane.BULK, now=now)
+                        lane=MessageLane.BULK, now=now, mark=False)
     return counts
 
 
