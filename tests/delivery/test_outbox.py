@@ -326,7 +326,6 @@ def test_the_tick_releases_held_messages_when_their_time_comes_and_sends_them(dj
 @pytest.mark.django_db
 def test_the_tick_does_not_enqueue_a_backlog_again(django_capture_on_commit_callbacks):
     message = queue_sms(sms_shopper(), send_at=timezone.now() - timedelta(minutes=1))
-    app.conf.task_always_eager = True
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         first = outbox.dispatch_due()
         second = outbox.dispatch_due()
