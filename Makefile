@@ -9,7 +9,7 @@ PORT ?= 8000
 # follows HOST and PORT for `make run` unless SITE_URL is set.
 RUN_SITE_URL := http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 
-.PHONY: run test install install-test migrate demo bench-ingest clean
+.PHONY: run test install install-test migrate demo bench-ingest bench-broadcast clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,11 @@ test: install-test
 
 bench-ingest: install-test
 	$(PY) bench/ingest/run.py
+
+## The web-push broadcast benchmark (PostgreSQL; docs/benchmarks.md). Installs bench/requirements.txt.
+bench-broadcast: install-test
+	$(PIP) install --quiet -r bench/requirements.txt
+	$(PY) bench/broadcast/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf data node_modules $(VENV)

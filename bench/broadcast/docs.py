@@ -18,8 +18,8 @@ def render(report, celery=None, million=None, extra=""):
         f"Measured {m['date']} on this project's machine: {m['cores']} cores ({m['cpu']}), Python {m['python']}, "
         f"PostgreSQL on the same machine, 1-minute load average after the run "
         f"{report['load_average'][0]:.1f} (other work shared the two cores). Re-run with "
-        f"`.venv/bin/python bench/broadcast/run.py --write-docs` "
-        f"(needs `pip install -r bench/requirements.txt` for django-push-notifications).",
+        f"`make bench-broadcast BENCH_ARGS=--write-docs` (it installs bench/requirements.txt, i.e. "
+        f"django-push-notifications, for the comparison only; `--pipeline celery` measures the outbox path below).",
         "",
         f"A web-push broadcast to **{_n(report['subscriptions'])} subscriptions**, each with its own real P-256 key "
         f"pair and auth secret, stored as PushSubscription rows on PostgreSQL, against a light push service on "
