@@ -6,6 +6,7 @@ twice. Such a send is reported as unknown (DeliveryError(unknown=True)), never
 retried blindly; only failures that certainly sent nothing (connection refused,
 connect timeout, 429, 5xx) are transient.
 """
+import abc
 import json
 import threading
 
@@ -149,9 +150,9 @@ class TwilioBackend(ChannelBackend):
     def recipient(self, message):
         return message.to or message.subscriber.phone
 
+    @abc.abstractmethod
     def message_fields(self, message):
         """The create() keyword arguments for this message, without StatusCallback."""
-        raise NotImplementedError
 
     def send(self, message):
         if not self.is_configured():
