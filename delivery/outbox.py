@@ -26,7 +26,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from subscribers import services as subscriber_services
@@ -705,27 +706,43 @@ def dispatch_due(*, now=None, limit=None):
 
 # --- What happened afterwards -----------------------------------------------------
 
-def record_provider_status(*, provider, provider_id, status, error_code="", error_message="", at=None):
-    """A provider's status callback. -> the message, or None for an unknown id (callers answer 200)."""
+def record_provider_status(*, provider, provider_id, status, code="", error_code="", error_message="", at=None):
+    """A provider's status callback. -> the message, or None for an unknown id (callers answer 200).
+
+    `code` is the message code carried in the callback URL: a callback can beat
+    the worker to saving the provider's id (Twilio answers the send, then calls
+    back at once), so the code finds the message either way and the id is kept.
+    """
     at = at or timezone.now()
-    message = Message.objects.select_related("subscriber").filter(provider=provider, provider_id=provider_id).first()
-    if message is None or not provider_id:
+    if not provider_id:
         return None
+    if code:
+        message = Message.objects.select_related("subscriber").filter(code=code).first()
+        if message is not None and message.provider_id and message.provider_id != provider_id:
+            return None
+    else:
+        message = Message.objects.select_related("subscriber").filter(provider=provider,
+                                                                      provider_id=provider_id).first()
+    if message is None:
+        return None
+    # A callback for a send still being recorded counts as the provider's answer.
     open_statuses = [MessageStatus.SENDING, MessageStatus.SENT, MessageStatus.UNKNOWN]
+    identity = {"provider": provider, "provider_id": provider_id}
     with transaction.atomic():
         if status == "delivered":
             changed = Message.objects.filter(pk=message.pk, status__in=open_statuses).update(
-                status=MessageStatus.DELIVERED, delivered_at=at)
+                status=MessageStatus.DELIVERED, delivered_at=at, sent_at=Coalesce(F("sent_at"), Value(at)),
+                **identity)
             kind = MessageEventKind.DELIVERED
         elif status in ("failed", "undelivered"):
             changed = Message.objects.filter(pk=message.pk, status__in=open_statuses).update(
                 status=MessageStatus.FAILED, failed_at=at, status_reason=str(error_code or status)[:300],
-                error=error_message or status)
+                error=error_message or status, **identity)
             kind = MessageEventKind.FAILED
         elif status == "sent":
             changed = Message.objects.filter(
                 pk=message.pk, status__in=[MessageStatus.SENDING, MessageStatus.UNKNOWN]).update(
-                status=MessageStatus.SENT, sent_at=F("sent_at") if message.sent_at else at)
+                status=MessageStatus.SENT, sent_at=Coalesce(F("sent_at"), Value(at)), **identity)
             kind = MessageEventKind.SENT
         else:
             raise ValueError(f"unknown provider status {status!r}")

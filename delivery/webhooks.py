@@ -60,11 +60,11 @@ def twilio_status(request, code):
     if not is_valid_signature(request):
         return HttpResponseForbidden("Invalid X-Twilio-Signature")
     update = parse_status_callback(request.POST)
-    if update is not None and Message.objects.filter(code=code).exists():
+    if update is not None:
         from . import outbox
 
         outbox.record_provider_status(provider="twilio", provider_id=update.provider_id, status=update.status,
-                                      error_code=update.error_code, error_message=update.error_message)
+                                      code=code, error_code=update.error_code, error_message=update.error_message)
     return HttpResponse(status=200, content_type="text/plain")
 
 

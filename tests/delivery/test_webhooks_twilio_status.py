@@ -101,6 +101,46 @@ def test_a_late_callback_after_delivery_changes_nothing(client, sent_sms):
     assert sent_sms.status == "delivered"
 
 
+def test_a_callback_that_beats_the_worker_recording_the_send_still_lands_on_the_message(client, sent_sms):
+    # Twilio answered the send and called back before the worker saved the message's SID.
+    sid = sent_sms.provider_id
+    Message.objects.filter(pk=sent_sms.pk).update(status="sending", provider="", provider_id="", sent_at=None)
+
+    response = callback(client, Message(code=sent_sms.code, provider_id=sid), "delivered")
+
+    assert response.status_code == 200
+    sent_sms.refresh_from_db()
+    assert sent_sms.status == "delivered" and sent_sms.provider_id == sid and sent_sms.provider == "twilio"
+    assert sent_sms.sent_at is not None and sent_sms.delivered_at is not None
+
+
+def test_the_worker_recording_the_send_after_an_early_delivery_does_not_turn_it_back_to_sent(client, sent_sms):
+    from delivery import outbox
+    from delivery.channels import get_backend
+    from delivery.channels.base import SendResult
+
+    sid = sent_sms.provider_id
+    Message.objects.filter(pk=sent_sms.pk).update(status="sending", provider="", provider_id="", sent_at=None)
+    callback(client, Message(code=sent_sms.code, provider_id=sid), "delivered")
+
+    sent_sms.refresh_from_db()
+    outbox._record_results([(sent_sms, SendResult(provider_id=sid))], get_backend("sms"))
+
+    sent_sms.refresh_from_db()
+    assert sent_sms.status == "delivered" and sent_sms.provider_id == sid
+
+
+def test_a_callback_whose_sid_is_not_the_messages_changes_nothing(client, sent_sms):
+    response = callback(client, Message(code=sent_sms.code, provider_id="SM" + "f" * 32), "failed",
+                        error_code="21610")
+
+    assert response.status_code == 200
+    sent_sms.refresh_from_db()
+    assert sent_sms.status == "sent"
+    assert not Consent.objects.filter(subscriber=sent_sms.subscriber, channel=Channel.SMS,
+                                      status=ConsentStatus.REVOKED).exists()
+
+
 def test_a_bad_signature_is_refused_and_changes_nothing(client, sent_sms):
     response = callback(client, sent_sms, "delivered", signature="AAAA" + "=" * 24)
 
