@@ -236,10 +236,16 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Tanbih storefront API",
-    "DESCRIPTION": "Subscribers, events, consent and push subscriptions for a store.",
+    "DESCRIPTION": ("Subscribers, events, consent and push subscriptions for a store, and the messages its "
+                    "backend sends."),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Consent channels and message channels are different choice sets that share a field name.
+    "ENUM_NAME_OVERRIDES": {
+        "ConsentChannelEnum": "subscribers.models.Channel",
+        "MessageChannelEnum": "delivery.models.DeliveryChannel",
+    },
 }
 # Largest accepted request body; a bigger one is refused whole with 413.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 2 * 1024 * 1024)
