@@ -9,7 +9,15 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from .forms import TemplateContentForm, describe_render_error
-from .models import DeliveryChannel, MessageTemplate, NotificationReport, Suppression, TemplateContent
+from .models import (
+    DeliveryChannel,
+    Message,
+    MessageEvent,
+    MessageTemplate,
+    NotificationReport,
+    Suppression,
+    TemplateContent,
+)
 from .policy import normalize_suppressed_address
 from .rendering import RenderError, render_sample, sample_shopper, sms_info
 
@@ -208,3 +216,77 @@ class SuppressionAdmin(admin.ModelAdmin):
     @admin.display(description=gettext_lazy("channel"), ordering="channel")
     def channel_or_all(self, obj):
         return obj.get_channel_display() if obj.channel else _("All channels")
+
+
+# --- The outbox ------------------------------------------------------------------------
+
+class MessageEventInline(admin.TabularInline):
+    model = MessageEvent
+    fields = ("occurred_at", "kind", "detail")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ("occurred_at", "id")
+    verbose_name_plural = gettext_lazy("history")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    """Every message written, with its status and the reason a policy held or suppressed it: read-only.
+
+    Status changes only through the outbox; the one thing staff may do here is
+    cancel messages that have not been sent yet.
+    """
+
+    list_display = ("code", "channel", "subscriber", "template", "status", "status_reason", "source",
+                    "send_at", "sent_at")
+    list_filter = ("status", "channel", "lane", "source_type", "is_transactional", "template")
+    search_fields = ("=code", "=to", "=provider_id", "subscriber__external_id", "subscriber__email",
+                     "subscriber__phone", "source_id")
+    date_hierarchy = "queued_at"
+    list_select_related = ("subscriber", "template")
+    show_full_result_count = False  # an outbox of millions: no COUNT(*) of the whole table per page
+    ordering = ("-id",)
+    inlines = [MessageEventInline]
+    actions = ["cancel_pending"]
+    fieldsets = (
+        (None, {"fields": ("code", "subscriber", "channel", "to", "template", "locale", "content")}),
+        (gettext_lazy("Status"), {"fields": ("status", "status_reason", "error", "attempts", "provider",
+                                             "provider_id")}),
+        (gettext_lazy("When"), {"fields": ("queued_at", "send_at", "sent_at", "delivered_at", "displayed_at",
+                                           "clicked_at", "failed_at")}),
+        (gettext_lazy("Where it came from"), {"fields": ("source_type", "source_id", "occurrence", "lane",
+                                                         "is_transactional", "context", "idempotency_key")}),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
+
+    @admin.display(description=gettext_lazy("source"), ordering="source_type")
+    def source(self, obj):
+        return f"{obj.source_type}:{obj.source_id}" if obj.source_id else obj.source_type
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description=gettext_lazy("Cancel the selected messages not yet sent"),
+                  permissions=["change"])
+    def cancel_pending(self, request, queryset):
+        from . import outbox
+
+        cancelled = outbox.cancel_pending(queryset, reason=f"cancelled by {request.user.get_username()}")
+        self.message_user(request, _("%(count)d message(s) cancelled; messages already sending or sent are "
+                                     "unchanged.") % {"count": cancelled})
+
+    def has_change_permission(self, request, obj=None):
+        # Viewing needs view permission; the change permission only gates the cancel action.
+        return super().has_change_permission(request, obj) if obj is None else False

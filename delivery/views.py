@@ -1,11 +1,13 @@
 """Pages of the delivery app: click tracking and the staff-only sandbox inbox. Thin: the outbox decides."""
+from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_safe
 
 from . import outbox
-from .models import Message
+from .models import DeliveryChannel, Message
 
 SANDBOX_PAGE_SIZE = 50
 
@@ -33,6 +35,11 @@ def click(request, code, index, signature):
 def sandbox_inbox(request):
     """What the sandbox backend would have sent, newest first, a page at a time (keyset on the id)."""
     messages = Message.objects.filter(provider="sandbox").select_related("subscriber").order_by("-pk")
+    channel = request.GET.get("channel", "")
+    if channel in DeliveryChannel.values:
+        messages = messages.filter(channel=channel)
+    else:
+        channel = ""
     before = request.GET.get("before", "")
     if before.isdigit():
         messages = messages.filter(pk__lt=int(before))
@@ -41,8 +48,11 @@ def sandbox_inbox(request):
     page = page[:SANDBOX_PAGE_SIZE]
     rows = [{"message": message, "fields": _content_fields(message.content or {})} for message in page]
     return render(request, "delivery/sandbox_inbox.html", {
-        "title": "Sandbox inbox",
+        **admin.site.each_context(request),
+        "title": _("Sandbox inbox"),
         "rows": rows,
+        "channels": DeliveryChannel.choices,
+        "channel": channel,
         "next_before": page[-1].pk if has_more else None,
         "is_first_page": not before,
     })

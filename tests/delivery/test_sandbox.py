@@ -76,3 +76,35 @@ def test_the_inbox_is_for_staff_only(client):
     response = client.get(URL)
 
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_the_inbox_shows_one_channel_when_asked(admin_client):
+    sms = send_sms("Your order has shipped")
+    shopper = make_subscriber()
+    inapp, _ = outbox.queue_message(subscriber=shopper, channel="inapp", source_type="api", source_id="i-1",
+                                    content={"title": "Welcome", "body": "Hello"})
+    outbox.deliver([inapp.pk])
+
+    everything = admin_client.get(URL).content.decode()
+    only_sms = admin_client.get(URL, {"channel": "sms"}).content.decode()
+    only_inapp = admin_client.get(URL, {"channel": "inapp"}).content.decode()
+
+    assert sms.code in everything and inapp.code in everything
+    assert sms.code in only_sms and inapp.code not in only_sms
+    assert sms.code not in only_inapp and inapp.code in only_inapp
+
+
+def test_every_admin_page_links_staff_to_the_sandbox_inbox(admin_client):
+    page = admin_client.get("/admin/").content.decode()
+
+    assert f'href="{URL}"' in page
+
+
+def test_the_inbox_speaks_arabic_when_the_admin_does(admin_client):
+    send_sms("hello")
+    admin_client.cookies["django_language"] = "ar"
+
+    page = admin_client.get(URL).content.decode()
+
+    assert 'dir="rtl"' in page
+    assert "Nothing here left the machine" not in page
