@@ -38,6 +38,8 @@ demo: migrate
 	$(PY) manage.py load_demo_store --if-empty
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py generate_vapid_keys --save
+	$(PY) manage.py load_starter_templates
+	$(PY) manage.py send_demo_messages --if-empty
 
 ## Set up everything and run the web server, a Celery worker and celery-beat with a demo store.
 run: demo
