@@ -16,7 +16,12 @@ import hmac
 import json
 import os
 import re
+import selectors
+import ssl
 import threading
+import time
+from collections import deque
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -137,13 +142,20 @@ def parse_retry_after(value, *, now=None):
     return max(0, int((when - (now or timezone.now())).total_seconds()))
 
 
-# --- One HTTP/1.1 exchange on a pooled connection ----------------------------------
+# --- HTTP/1.1 exchanges on pooled connections, many in flight from one thread --------
 # requests (and urllib3's urlopen) spend more CPU preparing and parsing one request
 # than the encryption costs; a push is one small POST whose answer only needs its
-# status and two headers. So the request is written in one send and the answer read
-# here, on the guarded session's own pooled connections.
+# status and two headers. So each request is written in one send and its answer read
+# with a minimal parser, on the guarded session's own pooled connections. The
+# exchanges of a batch run on non-blocking sockets from one thread waiting on a
+# selector: a thread per exchange in flight cost more CPU in GIL hand-offs and
+# context switches than the HTTP itself (docs/benchmarks.md).
 
 MAX_RESPONSE_BYTES = 64 * 1024
+# While connections are being opened (in the executor's threads), how often the sending loop looks at them.
+CONNECT_POLL_SECONDS = 0.005
+_WAIT_ERRORS = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+_DROPPED_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
 
 
 class StaleConnection(Exception):
@@ -167,91 +179,133 @@ def build_request(target, host, headers, body):
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
-def exchange(sock, request):
-    """Send one request and read its answer; raise StaleConnection if the peer closed first."""
-    sock.sendall(request)
-    buffer = b""
-    while True:
-        head_end = buffer.find(b"\r\n\r\n")
-        if head_end < 0:
-            if len(buffer) > MAX_RESPONSE_BYTES:
-                raise ValueError("The push service's answer has oversized headers.")
-            data = sock.recv(65536)
-            if not data:
-                if not buffer:
-                    raise StaleConnection()
-                raise ValueError("The push service closed the connection mid-answer.")
-            buffer += data
-            continue
-        status_line, *header_lines = buffer[:head_end].decode("latin-1").split("\r\n")
-        rest = buffer[head_end + 4:]
-        version, _, remainder = status_line.partition(" ")
-        if not version.startswith("HTTP/1.") or not remainder[:3].isdigit():
-            raise ValueError(f"Not an HTTP/1.x answer: {status_line[:80]!r}")
-        status = int(remainder[:3])
+class AnswerReader:
+    """One HTTP/1.1 answer read from the pieces a socket gives.
+
+    `feed(data)` returns the PushResponse once it is whole, else None; `closed()`
+    is called when the service closed the connection and returns the answer if
+    that ended it, or raises StaleConnection (nothing arrived) or ValueError.
+    Interim 1xx answers are skipped; bodies by Content-Length, chunked, or until
+    the connection closes, each at most MAX_RESPONSE_BYTES.
+    """
+
+    __slots__ = ("data", "seen", "status", "headers", "keep_alive", "length", "chunked", "body", "trailers")
+
+    def __init__(self):
+        self.data = b""
+        self.seen = False
+        self.status = None
+
+    def feed(self, data):
+        self.seen = True
+        self.data = self.data + data if self.data else data
+        if self.status is None and not self._read_head():
+            return None
+        if self.chunked:
+            return self._read_chunks()
+        data = self.data
+        if self.length is None:  # until the service closes the connection
+            if len(data) > MAX_RESPONSE_BYTES:
+                return PushResponse(self.status, self.headers, data[:MAX_RESPONSE_BYTES], False)
+            return None
+        if len(data) < self.length:
+            return None
+        # Bytes beyond the answer: the connection's state is unclear, so it is not reused.
+        return PushResponse(self.status, self.headers, data[:self.length],
+                            self.keep_alive and len(data) == self.length)
+
+    def closed(self):
+        if not self.seen:
+            raise StaleConnection()
+        if self.status is not None:
+            if self.chunked and self.trailers:
+                return PushResponse(self.status, self.headers, self.body, False)
+            if not self.chunked and self.length is None:
+                return PushResponse(self.status, self.headers, self.data[:MAX_RESPONSE_BYTES], False)
+        raise ValueError("The push service closed the connection mid-answer.")
+
+    def _read_head(self):
+        data = self.data
+        while True:
+            head_end = data.find(b"\r\n\r\n")
+            if head_end < 0:
+                if len(data) > MAX_RESPONSE_BYTES:
+                    raise ValueError("The push service's answer has oversized headers.")
+                self.data = data
+                return False
+            status_line, *header_lines = data[:head_end].decode("latin-1").split("\r\n")
+            data = data[head_end + 4:]
+            version, _, remainder = status_line.partition(" ")
+            if not version.startswith("HTTP/1.") or not remainder[:3].isdigit():
+                raise ValueError(f"Not an HTTP/1.x answer: {status_line[:80]!r}")
+            status = int(remainder[:3])
+            if not 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
+                break
+        self.data = data
         headers = {}
         for line in header_lines:
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
-        if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
-            buffer = rest
-            continue
-        break
-    connection = headers.get("connection", "").lower()
-    keep_alive = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
-    if status in (204, 304):
-        return PushResponse(status, headers, b"", keep_alive)
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return PushResponse(status, headers, _read_chunked(sock, rest), keep_alive)
-    length = headers.get("content-length")
-    if length is not None:
-        length = int(length)
-        if length > MAX_RESPONSE_BYTES:
-            raise ValueError("The push service's answer is oversized.")
-        while len(rest) < length:
-            data = sock.recv(65536)
-            if not data:
-                raise ValueError("The push service closed the connection mid-answer.")
-            rest += data
-        return PushResponse(status, headers, rest[:length], keep_alive and len(rest) == length)
-    # No length: the body runs until the service closes the connection.
-    while len(rest) <= MAX_RESPONSE_BYTES:
-        data = sock.recv(65536)
-        if not data:
-            break
-        rest += data
-    return PushResponse(status, headers, rest[:MAX_RESPONSE_BYTES], False)
+        connection = headers.get("connection", "").lower()
+        self.status, self.headers = status, headers
+        self.keep_alive = "close" not in connection and (version != "HTTP/1.0" or "keep-alive" in connection)
+        self.chunked = self.trailers = False
+        if status in (204, 304):
+            self.length = 0
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            self.chunked, self.body, self.length = True, b"", None
+        elif "content-length" in headers:
+            self.length = int(headers["content-length"])
+            if self.length > MAX_RESPONSE_BYTES or self.length < 0:
+                raise ValueError("The push service's answer is oversized.")
+        else:
+            self.length = None
+        return True
 
-
-def _read_chunked(sock, data):
-    body = b""
-    while True:
-        line_end = data.find(b"\r\n")
-        while line_end < 0:
-            more = sock.recv(65536)
-            if not more:
-                raise ValueError("The push service closed the connection mid-answer.")
-            data += more
+    def _read_chunks(self):
+        data = self.data
+        while True:
+            if self.trailers:
+                # Trailers (usually none) end with an empty line.
+                if data.startswith(b"\r\n") or b"\r\n\r\n" in data:
+                    return PushResponse(self.status, self.headers, self.body, self.keep_alive)
+                self.data = data
+                return None
             line_end = data.find(b"\r\n")
-        size = int(data[:line_end].split(b";", 1)[0].strip() or b"0", 16)
-        data = data[line_end + 2:]
-        if size == 0:
-            # Trailers (usually none) end with an empty line.
-            while not (data.startswith(b"\r\n") or b"\r\n\r\n" in data):
-                more = sock.recv(65536)
-                if not more:
-                    break
-                data += more
-            return body
-        while len(data) < size + 2:
-            more = sock.recv(65536)
-            if not more:
-                raise ValueError("The push service closed the connection mid-answer.")
-            data += more
-        body += data[:size]
-        if len(body) > MAX_RESPONSE_BYTES:
-            raise ValueError("The push service's answer is oversized.")
-        data = data[size + 2:]
+            if line_end < 0:
+                if len(data) > MAX_RESPONSE_BYTES:
+                    raise ValueError("The push service's answer is oversized.")
+                self.data = data
+                return None
+            size = int(data[:line_end].split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                data = data[line_end + 2:]
+                self.trailers = True
+                continue
+            if size > MAX_RESPONSE_BYTES:
+                raise ValueError("The push service's answer is oversized.")
+            start = line_end + 2
+            if len(data) < start + size + 2:
+                self.data = data
+                return None
+            self.body += data[start:start + size]
+            if len(self.body) > MAX_RESPONSE_BYTES:
+                raise ValueError("The push service's answer is oversized.")
+            data = data[start + size + 2:]
+
+
+def connection_error(error):
+    """The DeliveryError for an exception raised while connecting or exchanging; None for one that is a bug."""
+    if isinstance(error, PushEndpointRefused):
+        failure = DeliveryError(str(error), permanent=True, code="endpoint_refused")
+    elif isinstance(error, (TimeoutError, urllib3.exceptions.TimeoutError)):
+        failure = DeliveryError(f"The push service did not answer in time: {error}", code="timeout")
+    elif isinstance(error, (urllib3.exceptions.HTTPError, OSError, ValueError)):
+        failure = DeliveryError(f"Could not reach the push service: {error}", code="connection")
+    else:
+        return None
+    failure.__cause__ = error
+    return failure
 
 
 @dataclass(frozen=True)
@@ -261,6 +315,286 @@ class Route:
     pool: object
     audience: str
     host: str
+
+
+class _Push:
+    """One message's request on its way: which connection carries it, how much is written, its answer so far."""
+
+    __slots__ = ("index", "pool", "request", "conn", "sock", "written", "reader", "deadline", "reused", "retried",
+                 "connecting", "writing")
+
+    def __init__(self, index, pool, request):
+        self.index, self.pool, self.request = index, pool, request
+        self.conn = self.sock = self.connecting = self.reader = None
+        self.written = 0
+        self.deadline = 0.0
+        self.reused = self.retried = self.writing = False
+
+
+class _Batch:
+    """The sending loop of one send_many call: up to `limit` exchanges in flight on non-blocking sockets.
+
+    Connections come from the routes' guarded pools and go back to them at the
+    end; one that has to be opened is opened by `connect` in an executor thread
+    (the guarded connection checks the resolved address and verifies TLS there),
+    since that blocks on DNS and handshakes. A reused keep-alive connection that
+    the service closed before answering is replaced once by a fresh one.
+    """
+
+    def __init__(self, backend, messages):
+        self.backend = backend
+        self.messages = messages
+        self.results = [None] * len(messages)
+        self.read_timeout = backend.timeout.read_timeout
+        self.limit = backend.sends_in_flight
+        self.selector = selectors.DefaultSelector()
+        self.owner = {}  # conn -> the _Push it carries, or None while idle in this batch
+        self.watched = set()  # sockets registered with the selector
+        self.idle = {}  # pool -> conns idle in this batch
+        self.held = []  # (pool, conn): every connection taken from a pool, given back at the end
+        self.connecting = []  # pushes whose connection is being opened
+        self.timers = deque()  # (deadline, push) in the order requests were written
+        self.active = 0
+
+    def run(self):
+        messages = self.messages
+        prepare = self.backend._prepare
+        total = len(messages)
+        following = 0
+        try:
+            while True:
+                while self.active < self.limit and following < total:
+                    index = following
+                    following += 1
+                    try:
+                        pool, request = prepare(messages[index])
+                    except DeliveryError as error:
+                        self.results[index] = error
+                        continue
+                    self.active += 1
+                    self._start(_Push(index, pool, request))
+                if not self.active:
+                    return self.results
+                self._wait()
+        finally:
+            self._close()
+
+    # --- connections ---------------------------------------------------------------
+
+    def _start(self, push):
+        conns = self.idle.get(push.pool)
+        if conns:
+            conn = conns.pop()
+            push.reused = True
+        else:
+            conn = push.pool._get_conn()  # one the pool still holds open, or a new (unconnected) one
+            self.held.append((push.pool, conn))
+            push.reused = conn.sock is not None
+        push.conn = conn
+        if conn.sock is None:
+            self._connect(push)
+        else:
+            self._write(push)
+
+    def _connect(self, push):
+        self.owner[push.conn] = push
+        push.deadline = 0.0  # the connection's own timeouts apply until the request is written
+        push.connecting = self.backend._get_executor().submit(push.conn.connect)
+        self.connecting.append(push)
+
+    def _connected(self, push):
+        future, push.connecting = push.connecting, None
+        error = future.exception()
+        if error is not None:
+            push.conn.close()
+            failure = connection_error(error)
+            if failure is None:
+                raise error
+            self._finish(push, failure, keep=False)
+            return
+        push.conn.sock.setblocking(False)
+        self._write(push)
+
+    def _forget(self, conn):
+        self.owner.pop(conn, None)
+        sock = conn.sock
+        if sock is not None and sock in self.watched:
+            self.watched.discard(sock)
+            self.selector.unregister(sock)
+
+    # --- one exchange --------------------------------------------------------------
+
+    def _write(self, push):
+        conn = push.conn
+        sock = push.sock = conn.sock
+        self.owner[conn] = push
+        push.written = 0
+        push.reader = AnswerReader()
+        push.deadline = time.monotonic() + self.read_timeout
+        self.timers.append((push.deadline, push))
+        push.writing = False
+        if sock not in self.watched:  # else registered by an earlier exchange of this batch
+            self.selector.register(sock, selectors.EVENT_READ, conn)
+            self.watched.add(sock)
+        self._send(push)
+
+    def _send(self, push):
+        request = push.request
+        try:
+            push.written += push.sock.send(request[push.written:] if push.written else request)
+        except _WAIT_ERRORS:
+            pass
+        except _DROPPED_ERRORS as error:
+            self._dropped(push, error)
+            return
+        except OSError as error:
+            self._failed(push, error)
+            return
+        writing = push.written < len(request)
+        if writing != push.writing:
+            push.writing = writing
+            events = selectors.EVENT_READ | selectors.EVENT_WRITE if writing else selectors.EVENT_READ
+            self.selector.modify(push.sock, events, push.conn)
+
+    def _read(self, push):
+        sock = push.sock
+        reader = push.reader
+        while True:
+            try:
+                data = sock.recv(65536)
+            except _WAIT_ERRORS:
+                return
+            except _DROPPED_ERRORS as error:
+                if reader.seen:
+                    self._failed(push, error)
+                else:
+                    self._dropped(push, error)
+                return
+            except OSError as error:
+                self._failed(push, error)
+                return
+            try:
+                response = reader.closed() if not data else reader.feed(data)
+            except StaleConnection as error:
+                self._dropped(push, error)
+                return
+            except ValueError as error:
+                self._failed(push, error)
+                return
+            if response is not None:
+                try:
+                    result = self.backend._result(response)
+                except DeliveryError as error:
+                    result = error
+                self._finish(push, result, keep=bool(data) and response.keep_alive)
+                return
+            if not data:
+                return
+            # TLS may hold decrypted bytes the selector cannot see; a plain socket waits for the next event.
+            if not getattr(sock, "pending", None) or not sock.pending():
+                return
+
+    def _dropped(self, push, error):
+        """The service closed the connection before answering: once more on a fresh connection if it was reused."""
+        if push.reused and not push.retried:
+            push.retried = True
+            push.reused = False
+            self._forget(push.conn)
+            push.conn.close()
+            self._connect(push)
+            return
+        failure = DeliveryError("The push service closed the connection without answering.", code="connection")
+        failure.__cause__ = error if isinstance(error, OSError) else None
+        self._finish(push, failure, keep=False)
+
+    def _failed(self, push, error):
+        failure = connection_error(error)
+        if failure is None:
+            raise error
+        self._finish(push, failure, keep=False)
+
+    def _finish(self, push, result, *, keep):
+        self.results[push.index] = result
+        self.active -= 1
+        conn = push.conn
+        push.deadline = 0.0
+        if keep:
+            self.owner[conn] = None
+            self.idle.setdefault(push.pool, []).append(conn)
+        else:
+            self._forget(conn)
+            conn.close()
+
+    # --- waiting -------------------------------------------------------------------
+
+    def _wait(self):
+        timers = self.timers
+        while timers and timers[0][1].deadline != timers[0][0]:
+            timers.popleft()  # answered (or written again since)
+        now = time.monotonic()
+        timeout = max(0.0, timers[0][0] - now) if timers else None
+        if self.connecting:
+            timeout = CONNECT_POLL_SECONDS if timeout is None else min(timeout, CONNECT_POLL_SECONDS)
+            if len(self.connecting) == self.active:
+                # Nothing but connections being opened: wait on them rather than poll.
+                futures.wait([push.connecting for push in self.connecting], timeout=timeout,
+                             return_when=futures.FIRST_COMPLETED)
+                timeout = 0.0
+        for key, events in self.selector.select(timeout):
+            conn = key.data
+            push = self.owner.get(conn)
+            if push is None:
+                self._idle_readable(conn)
+                continue
+            if push.written < len(push.request):
+                self._send(push)
+                if self.owner.get(conn) is not push:
+                    continue
+            if events & selectors.EVENT_READ:
+                self._read(push)
+        if self.connecting:
+            waiting = []
+            for push in self.connecting:
+                if push.connecting.done():
+                    self._connected(push)
+                else:
+                    waiting.append(push)
+            self.connecting = waiting
+        now = time.monotonic()
+        while timers and (timers[0][1].deadline != timers[0][0] or timers[0][0] <= now):
+            deadline, push = timers.popleft()
+            if push.deadline == deadline:
+                self._finish(push, DeliveryError(f"The push service did not answer in {self.read_timeout:g} s.",
+                                                 code="timeout"), keep=False)
+
+    def _idle_readable(self, conn):
+        """An idle keep-alive connection became readable: unless that was TLS's own bookkeeping (a session
+        ticket), the service closed it or sent what no one asked for, and it is not used again."""
+        try:
+            conn.sock.recv(65536)  # whatever it is (nothing: closed), the connection is done with
+        except _WAIT_ERRORS:
+            return
+        except OSError:
+            pass
+        self._forget(conn)
+        conn.close()
+        for conns in self.idle.values():
+            if conn in conns:
+                conns.remove(conn)
+                return
+
+    def _close(self):
+        pending = [push.connecting for push in self.connecting if push.connecting is not None]
+        if pending:
+            futures.wait(pending)
+        for pool, conn in self.held:
+            if conn.sock is not None:
+                busy = self.owner.get(conn) is not None
+                self._forget(conn)
+                if busy:
+                    conn.close()  # an exchange left unfinished: the connection's state is unknown
+            pool._put_conn(conn)
+        self.selector.close()
 
 
 class WebPushBackend(ChannelBackend):
@@ -294,10 +628,20 @@ class WebPushBackend(ChannelBackend):
         return self._signer
 
     def send(self, message):
+        (result,) = _Batch(self, [message]).run()
+        if isinstance(result, DeliveryError):
+            raise result
+        return result
+
+    def send_many(self, messages):
+        """Send with up to PUSH_SENDS_IN_FLIGHT requests in flight; results in the order of `messages`."""
+        return _Batch(self, list(messages)).run()
+
+    def _prepare(self, message):
+        """(pool, request bytes) for one message, or DeliveryError when it cannot be sent."""
         subscription = message.push_subscription
         if subscription is None:
             raise DeliveryError("The message has no push subscription.", permanent=True, code="no_subscription")
-        content = message.content or {}
         try:
             body = encrypt_payload(build_payload(message), p256dh=subscription.p256dh, auth=subscription.auth)
         except (ValueError, TypeError) as error:
@@ -307,42 +651,19 @@ class WebPushBackend(ChannelBackend):
             raise DeliveryError(f"The encrypted payload is {len(body)} bytes; push services take {MAX_BODY_BYTES}.",
                                 permanent=True, code="payload_too_large")
         route, target = self._route(subscription.endpoint)
-        headers = push_headers(content, self.signer.authorization(origin=route.audience))
-        return self._result(self._post(route, target, body, headers))
-
-    def send_many(self, messages):
-        """Send with up to PUSH_SENDS_IN_FLIGHT requests in flight; results in the order of `messages`."""
-        messages = list(messages)
-        if len(messages) <= 1:
-            return super().send_many(messages)
-        results = [None] * len(messages)
-        positions = iter(range(len(messages)))
-        lock = threading.Lock()
-
-        def work():
-            while True:
-                with lock:
-                    index = next(positions, None)
-                if index is None:
-                    return
-                try:
-                    results[index] = self.send(messages[index])
-                except DeliveryError as error:
-                    results[index] = error
-
-        # A few long-lived loops rather than one task per message: cheaper under the GIL.
-        executor = self._get_executor()
-        futures = [executor.submit(work) for _ in range(min(self.sends_in_flight, len(messages)))]
-        for future in futures:
-            future.result()
-        return results
+        headers = push_headers(message.content or {}, self.signer.authorization(origin=route.audience))
+        try:
+            return route.pool, build_request(target, route.host, headers, body)
+        except ValueError as error:
+            raise DeliveryError(f"The push endpoint cannot be requested: {error}", permanent=True,
+                                code="invalid_endpoint") from error
 
     def _get_executor(self):
         if self._executor is None:
             with self._signer_lock:
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(max_workers=self.sends_in_flight,
-                                                        thread_name_prefix="webpush")
+                                                        thread_name_prefix="webpush-connect")
         return self._executor
 
     def _route(self, endpoint):
@@ -366,40 +687,6 @@ class WebPushBackend(ChannelBackend):
                 self._routes.clear()
             self._routes[key] = route
         return route, target
-
-    def _post(self, route, target, body, headers):
-        request = build_request(target, route.host, headers, body)
-        pool = route.pool
-        for attempt in (1, 2):
-            conn = pool._get_conn()
-            reused = conn.sock is not None
-            try:
-                if conn.sock is None:
-                    conn.connect()  # the guarded connection: address checked at connect time, TLS verified
-                conn.sock.settimeout(self.timeout.read_timeout)
-                response = exchange(conn.sock, request)
-            except PushEndpointRefused as error:
-                conn.close()
-                pool._put_conn(conn)
-                raise DeliveryError(str(error), permanent=True, code="endpoint_refused") from error
-            except (StaleConnection, ConnectionResetError, BrokenPipeError):
-                conn.close()
-                pool._put_conn(conn)
-                if reused and attempt == 1:
-                    continue  # the service closed an idle keep-alive connection before reading: once more, fresh
-                raise DeliveryError("The push service closed the connection without answering.", code="connection")
-            except (TimeoutError, urllib3.exceptions.TimeoutError) as error:
-                conn.close()
-                pool._put_conn(conn)
-                raise DeliveryError(f"The push service did not answer in time: {error}", code="timeout") from error
-            except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
-                conn.close()
-                pool._put_conn(conn)
-                raise DeliveryError(f"Could not reach the push service: {error}", code="connection") from error
-            if not response.keep_alive:
-                conn.close()
-            pool._put_conn(conn)
-            return response
 
     def _result(self, response):
         status = response.status

@@ -336,16 +336,19 @@ def test_the_encrypted_body_opens_with_the_subscribers_keys():
 
 class RawPushService:
     """A socket server on 127.0.0.1 whose `answer(connection_number, request_number)` returns raw bytes to send
-    back for each request, or None to close the connection without answering."""
+    back for each request (a list: parts written one by one, a pause between them), or None to close the
+    connection without answering. Each connection is served in its own thread, as push services serve many."""
 
     def __init__(self, answer):
         import socket
 
         self.answer = answer
         self.requests = 0
+        self.heads = []  # each request's head (request line and headers), in the order they arrived
+        self.lock = threading.Lock()
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(16)
+        self.listener.listen(64)
         self.origin = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.thread = threading.Thread(target=self.serve, daemon=True)
 
@@ -357,28 +360,34 @@ class RawPushService:
             except OSError:
                 return
             connection_number += 1
-            with conn:
-                buffer, request_number = b"", 0
-                while True:
-                    while b"\r\n\r\n" not in buffer:
-                        data = conn.recv(65536)
-                        if not data:
-                            break
-                        buffer += data
-                    if b"\r\n\r\n" not in buffer:
-                        break
-                    head, _, buffer = buffer.partition(b"\r\n\r\n")
-                    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                      if line.lower().startswith(b"content-length")))
-                    while len(buffer) < length:
-                        buffer += conn.recv(65536)
-                    buffer = buffer[length:]
-                    request_number += 1
+            threading.Thread(target=self.serve_connection, args=(conn, connection_number), daemon=True).start()
+
+    def serve_connection(self, conn, connection_number):
+        with conn:
+            buffer, request_number = b"", 0
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buffer += data
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                buffer = buffer[length:]
+                request_number += 1
+                with self.lock:
                     self.requests += 1
-                    reply = self.answer(connection_number, request_number)
-                    if reply is None:
-                        break
-                    conn.sendall(reply)
+                    self.heads.append(head)
+                reply = self.answer(connection_number, request_number)
+                if reply is None:
+                    return
+                for part in reply if isinstance(reply, list) else [reply]:
+                    conn.sendall(part)
+                    if isinstance(reply, list):
+                        time.sleep(0.02)
 
     def __enter__(self):
         self.thread.start()
@@ -443,7 +452,8 @@ def test_a_service_that_closes_after_answering_gets_a_new_connection_next_time(b
     assert [result.status for result in results] == ["sent", "sent"]
 
 
-def test_a_push_service_whose_certificate_is_not_trusted_gets_nothing(backend, settings, tmp_path):
+def tls_service_context(tmp_path):
+    """A server TLS context for 127.0.0.1, its self-signed certificate written to tmp_path/cert.pem."""
     import datetime
     import ipaddress
     import ssl
@@ -459,6 +469,7 @@ def test_a_push_service_whose_certificate_is_not_trusted_gets_nothing(backend, s
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                        critical=False)
         .sign(key, hashes.SHA256())
@@ -469,6 +480,11 @@ def test_a_push_service_whose_certificate_is_not_trusted_gets_nothing(backend, s
                                                          serialization.NoEncryption()))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+def test_a_push_service_whose_certificate_is_not_trusted_gets_nothing(backend, settings, tmp_path):
+    context = tls_service_context(tmp_path)
 
     with LocalPushService() as service:
         service.server.socket = context.wrap_socket(service.server.socket, server_side=True)
