@@ -6,6 +6,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from subscribers.api.auth import ApiKeyAuthentication, IsApiKey, check_browser_identity
+from subscribers.api.sdk import SdkKeyAuthentication
 from subscribers.api.serializers import ErrorSerializer
 from subscribers.api.throttles import PublishableKeyThrottle, SecretKeyThrottle
 from subscribers.services import resolve_subscriber
@@ -112,6 +113,7 @@ class InAppMessageSerializer(serializers.Serializer):
     button_label = serializers.CharField()
     button_url = serializers.CharField(help_text="A tracked link: following it records the click.")
     placement = serializers.CharField()
+    locale = serializers.CharField(help_text="The language it was written in (ar, en): the SDK shows Arabic right to left.")
     sent_at = serializers.DateTimeField(allow_null=True)
 
 
@@ -139,12 +141,14 @@ def _inapp_out(message):
     return {
         "code": message.code, "title": content.get("title") or "", "body": content.get("body") or "",
         "image": content.get("image") or "", "button_label": content.get("button_label") or "",
-        "button_url": button_url, "placement": content.get("placement") or "banner", "sent_at": message.sent_at,
+        "button_url": button_url, "placement": content.get("placement") or "banner", "locale": message.locale or "",
+        "sent_at": message.sent_at,
     }
 
 
 class InAppMessagesView(APIView):
-    authentication_classes = [ApiKeyAuthentication]
+    # A GET: a same-origin page (the demo store) sends no Origin header, so the Referer stands in.
+    authentication_classes = [SdkKeyAuthentication]
     permission_classes = [IsApiKey]
     throttle_classes = [PublishableKeyThrottle, SecretKeyThrottle]
 

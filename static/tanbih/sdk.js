@@ -79,6 +79,7 @@
     serviceWorker: dataset.serviceWorker || "/tanbih-sw.js",
     serviceWorkerScope: dataset.serviceWorkerScope || "/",
     autoPrompt: dataset.prompt !== "off",
+    inApp: dataset.inApp !== "off",
   };
 
   function applyOptions(given) {
@@ -88,6 +89,8 @@
     });
     if (given.prompt === false || given.prompt === "off") options.autoPrompt = false;
     if (given.prompt === true || given.prompt === "auto") options.autoPrompt = true;
+    if (given.inApp === false || given.inApp === "off") options.inApp = false;
+    if (given.inApp === true || given.inApp === "auto") options.inApp = true;
   }
 
   function apiBase() {
@@ -180,6 +183,8 @@
     return configPromise;
   }
 
+  var identifying = []; // identify requests of this page, which the page view's in-app fetch waits for
+
   function identify(externalId, extra) {
     extra = extra || {};
     if (externalId === undefined || externalId === null || externalId === "") {
@@ -193,10 +198,16 @@
     if (!traits.timezone) delete traits.timezone;
     var body = { anonymous_id: anonymousId(), external_id: String(externalId), traits: traits };
     if (extra.user_hash) body.user_hash = extra.user_hash;
-    return request("POST", "identify", body).then(function (data) {
+    var sent = request("POST", "identify", body).then(function (data) {
+      var changed = storage.get("identified_as") !== String(externalId);
+      storage.set("identified_as", String(externalId));
       emit("identified", { external_id: String(externalId) });
+      // This browser may now see the customer's in-app messages.
+      if (changed) inAppIdentityChanged();
       return data;
     }, reportFailure);
+    identifying.push(sent);
+    return sent;
   }
 
   function track(name, properties) {
@@ -217,6 +228,7 @@
 
   function reset() {
     storage.remove("anonymous_id");
+    storage.remove("identified_as");
     return anonymousId();
   }
 
@@ -519,6 +531,266 @@
     return delay;
   }
 
+  // --- In-app messages --------------------------------------------------------------
+  // On each page view (and when identify ties this browser to another customer) the SDK asks
+  // GET /api/v1/inapp for the shopper's pending messages and shows them newest first, one at
+  // a time. Message text only ever goes into textContent; links and images must be http(s).
+  var INAPP_PLACEMENTS = { banner: "banner", top: "banner", bottom: "bottom", modal: "modal" };
+  var INAPP_TEXTS = {
+    en: { close: "Close", open: "Open" },
+    ar: { close: "إغلاق", open: "افتح" },
+  };
+  var INAPP_SEEN_KEEP = 200; // codes remembered in localStorage so a message never shows twice here
+  var inAppQueue = [];
+  var inAppKnown = {}; // codes queued or shown on this page
+  var inAppCurrent = null;
+  var inAppWaitingForPage = false;
+  var inAppStarted = false; // the page view's fetch has gone out
+
+  var INAPP_CSS = [
+    ":host { all: initial; }",
+    ".box { position: fixed; z-index: 2147482999; box-sizing: border-box; display: flex; align-items: center;",
+    "  gap: 12px; background: #fff; color: #1d2430; box-shadow: 0 6px 24px rgba(0,0,0,.18);",
+    "  font: 15px/1.5 system-ui, -apple-system, 'Segoe UI', Tahoma, 'Noto Sans Arabic', sans-serif; }",
+    ".box:focus { outline: none; }",
+    ".box.banner, .box.bottom { left: 0; right: 0; padding: 12px 16px; }",
+    ".box.banner { top: 0; border-bottom: 1px solid #e2e8f0; }",
+    ".box.bottom { bottom: 0; border-top: 1px solid #e2e8f0; }",
+    ".box.modal { top: 50%; left: 50%; transform: translate(-50%, -50%); flex-direction: column; align-items: stretch;",
+    "  width: min(440px, calc(100vw - 32px)); max-height: calc(100vh - 32px); overflow: auto; padding: 24px 20px 20px;",
+    "  border-radius: 12px; z-index: 2147483000; }",
+    ".backdrop { position: fixed; inset: 0; background: rgba(15,23,42,.5); z-index: 2147482999; }",
+    ".text { flex: 1; min-width: 0; }",
+    "h2 { margin: 0; font-size: 16px; font-weight: 600; overflow-wrap: anywhere; }",
+    "p { margin: 2px 0 0; color: #4a5568; white-space: pre-line; overflow-wrap: anywhere; }",
+    "img { flex: none; width: 56px; height: 56px; object-fit: cover; border-radius: 6px; }",
+    ".modal img { width: 100%; height: auto; max-height: 240px; }",
+    ".action { flex: none; display: inline-block; text-align: center; text-decoration: none; border-radius: 6px;",
+    "  padding: 8px 16px; background: #2b6cb0; color: #fff; font-weight: 600; }",
+    ".close { flex: none; font: inherit; font-size: 22px; line-height: 1; padding: 4px 8px; border: 0;",
+    "  border-radius: 6px; background: transparent; color: #4a5568; cursor: pointer; }",
+    ".modal .close { position: absolute; top: 6px; inset-inline-end: 6px; }",
+    ".action:focus-visible, .close:focus-visible { outline: 3px solid #2b6cb0; outline-offset: 2px; }",
+  ].join("\n");
+
+  function isHttpUrl(value) {
+    return typeof value === "string" && /^https?:\/\/[^\s]+$/i.test(value);
+  }
+
+  function seenCodes() {
+    try {
+      var list = JSON.parse(storage.get("inapp_seen") || "[]");
+      return Array.isArray(list) ? list : [];
+    } catch (e) {
+      return [];
+    }
+  }
+
+  function rememberSeen(code) {
+    var list = seenCodes().filter(function (seen) { return seen !== code; });
+    list.push(code);
+    storage.set("inapp_seen", JSON.stringify(list.slice(-INAPP_SEEN_KEEP)));
+  }
+
+  function reportSeen(code) {
+    return request("POST", "inapp/" + encodeURIComponent(code) + "/seen", { anonymous_id: anonymousId() })
+      .catch(function (error) { warn("could not report in-app message " + code + " as shown", error); });
+  }
+
+  function sentAt(message) {
+    var at = Date.parse(message.sent_at || "");
+    return isNaN(at) ? 0 : at;
+  }
+
+  // Asks for pending messages and queues the new ones; resolves to {queued: n}.
+  function fetchInApp() {
+    return request("GET", "inapp?anonymous_id=" + encodeURIComponent(anonymousId())).then(function (data) {
+      var seen = seenCodes();
+      var queued = 0;
+      (data.messages || []).forEach(function (message) {
+        if (!message || typeof message.code !== "string" || inAppKnown[message.code]) return;
+        inAppKnown[message.code] = true;
+        if (seen.indexOf(message.code) !== -1) {
+          // Shown in this browser before, but the report never arrived: report it, don't show it again.
+          reportSeen(message.code);
+          return;
+        }
+        inAppQueue.push(message);
+        queued += 1;
+      });
+      inAppQueue.sort(function (a, b) { return sentAt(b) - sentAt(a); });
+      showNextInApp();
+      return { queued: queued };
+    }, reportFailure);
+  }
+
+  function showNextInApp() {
+    if (inAppCurrent || !inAppQueue.length || inAppWaitingForPage) return;
+    // Shown means seen: wait for the page to exist and for its tab to be in front.
+    var event = !document.body ? "DOMContentLoaded" : document.visibilityState === "hidden" ? "visibilitychange" : "";
+    if (event) {
+      inAppWaitingForPage = true;
+      document.addEventListener(event, function again() {
+        if (event === "visibilitychange" && document.visibilityState === "hidden") return;
+        document.removeEventListener(event, again);
+        inAppWaitingForPage = false;
+        showNextInApp();
+      });
+      return;
+    }
+    renderInApp(inAppQueue.shift());
+  }
+
+  function focusableIn(box) {
+    return Array.prototype.slice.call(box.querySelectorAll("a[href], button"));
+  }
+
+  function renderInApp(message) {
+    var placement = INAPP_PLACEMENTS[message.placement] || "banner";
+    var locale = String(message.locale || "").split(/[-_]/)[0].toLowerCase();
+    var lang = locale ? (locale === "ar" ? "ar" : "en") : guessLocale();
+    var dir = lang === "ar" ? "rtl" : "ltr";
+    var texts = INAPP_TEXTS[lang];
+    var modal = placement === "modal";
+
+    var host = document.createElement("div");
+    host.id = "tanbih-inapp";
+    host.setAttribute("data-code", message.code);
+    host.setAttribute("data-placement", placement);
+    var root = host.attachShadow ? host.attachShadow({ mode: "open" }) : host;
+    var style = document.createElement("style");
+    style.textContent = INAPP_CSS;
+    root.appendChild(style);
+
+    var backdrop = null;
+    if (modal) {
+      backdrop = document.createElement("div");
+      backdrop.className = "backdrop";
+      root.appendChild(backdrop);
+    }
+
+    var box = document.createElement("div");
+    box.className = "box " + placement;
+    box.setAttribute("role", "dialog");
+    box.setAttribute("aria-modal", modal ? "true" : "false");
+    box.setAttribute("dir", dir);
+    box.setAttribute("lang", lang);
+    box.tabIndex = -1;
+
+    if (isHttpUrl(message.image)) {
+      var image = document.createElement("img");
+      image.alt = "";
+      image.referrerPolicy = "no-referrer";
+      image.src = message.image;
+      image.addEventListener("error", function () { if (image.parentNode) image.parentNode.removeChild(image); });
+      box.appendChild(image);
+    }
+    var text = document.createElement("div");
+    text.className = "text";
+    if (message.title) {
+      var title = document.createElement("h2");
+      title.id = "tanbih-inapp-title";
+      title.textContent = message.title;
+      text.appendChild(title);
+      box.setAttribute("aria-labelledby", title.id);
+    }
+    if (message.body) {
+      var body = document.createElement("p");
+      body.id = "tanbih-inapp-body";
+      body.textContent = message.body;
+      text.appendChild(body);
+      box.setAttribute(message.title ? "aria-describedby" : "aria-labelledby", body.id);
+    }
+    box.appendChild(text);
+    if (isHttpUrl(message.button_url)) {
+      // The tracked link: Tanbih records the click, then sends the shopper to the target.
+      var action = document.createElement("a");
+      action.className = "action";
+      action.href = message.button_url;
+      action.textContent = message.button_label || texts.open;
+      action.addEventListener("click", function () {
+        emit("inapp:clicked", { code: message.code, placement: placement });
+      });
+      box.appendChild(action);
+    }
+    var close = document.createElement("button");
+    close.type = "button";
+    close.className = "close";
+    close.setAttribute("aria-label", texts.close);
+    close.textContent = "\u00d7";
+    box.appendChild(close);
+    root.appendChild(box);
+
+    function onKey(event) {
+      var inside = document.activeElement === host;
+      if (event.key === "Escape" && (modal || inside)) {
+        event.preventDefault();
+        dismissInApp("escape");
+      } else if (event.key === "Tab" && modal) {
+        // Keep the keyboard inside a modal message.
+        var items = focusableIn(box);
+        var active = root.activeElement;
+        var last = items[items.length - 1];
+        if (event.shiftKey && (active === items[0] || active === box || !inside)) {
+          event.preventDefault();
+          last.focus();
+        } else if (!event.shiftKey && (active === last || !inside)) {
+          event.preventDefault();
+          items[0].focus();
+        }
+      }
+    }
+    close.addEventListener("click", function () { dismissInApp("close"); });
+    if (backdrop) backdrop.addEventListener("click", function () { dismissInApp("backdrop"); });
+    document.addEventListener("keydown", onKey, true);
+
+    var active = document.activeElement;
+    inAppCurrent = { message: message, placement: placement, host: host, onKey: onKey, focusBefore: active };
+    document.body.appendChild(host);
+    // A modal takes the keyboard; a banner does too, unless the shopper is typing in a form.
+    var typing = active && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName);
+    if (modal || !typing) box.focus({ preventScroll: true });
+
+    rememberSeen(message.code);
+    reportSeen(message.code);
+    emit("inapp:shown", { code: message.code, placement: placement, lang: lang, dir: dir });
+  }
+
+  function dismissInApp(reason) {
+    var current = inAppCurrent;
+    if (!current) return;
+    inAppCurrent = null;
+    document.removeEventListener("keydown", current.onKey, true);
+    var hadFocus = document.activeElement === current.host;
+    if (current.host.parentNode) current.host.parentNode.removeChild(current.host);
+    // Give the keyboard back where the shopper was.
+    if (hadFocus && current.focusBefore && current.focusBefore.focus && current.focusBefore !== document.body) {
+      current.focusBefore.focus({ preventScroll: true });
+    }
+    emit("inapp:dismissed", { code: current.message.code, placement: current.placement, reason: reason });
+    showNextInApp();
+  }
+
+  function whenDomReady() {
+    if (document.readyState !== "loading") return Promise.resolve();
+    return new Promise(function (resolve) { document.addEventListener("DOMContentLoaded", resolve); });
+  }
+
+  // The page view's fetch goes out once the page's own identify calls have answered, so a
+  // shopper who just logged in sees their messages on this very page.
+  function inAppOnPageView() {
+    var waits = identifying.map(function (sent) { return sent.then(function () {}, function () {}); });
+    waits.push(whenDomReady());
+    Promise.all(waits).then(function () {
+      inAppStarted = true;
+      return fetchInApp();
+    }).catch(function () {});
+  }
+
+  function inAppIdentityChanged() {
+    if (inAppStarted && options.inApp) fetchInApp().catch(function () {});
+  }
+
   // --- Commands, the queue and start-up ---------------------------------------------
   var started = false;
   var waiting = [];
@@ -545,6 +817,7 @@
     var pending = waiting;
     waiting = [];
     pending.forEach(function (call) { run(call); });
+    if (options.inApp) inAppOnPageView();
     emit("ready", { anonymous_id: anonymousId() });
   }
 
@@ -561,6 +834,7 @@
         if (pushSupported() && Notification.permission === "default") showPrompt(config);
       });
     },
+    showInApp: fetchInApp,
   };
 
   function run(args) {
@@ -595,6 +869,7 @@
   api.set = function (values) { return run(["set", values]); };
   api.reset = function () { return run(["reset"]); };
   api.showPrompt = function () { return run(["showPrompt"]); };
+  api.showInApp = function () { return run(["showInApp"]); };
   api.anonymousId = anonymousId;
   window.tanbih = api;
 
