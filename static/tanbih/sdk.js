@@ -229,6 +229,7 @@
   function reset() {
     storage.remove("anonymous_id");
     storage.remove("identified_as");
+    clearInApp();
     return anonymousId();
   }
 
@@ -593,7 +594,9 @@
   }
 
   function reportSeen(code) {
-    return request("POST", "inapp/" + encodeURIComponent(code) + "/seen", { anonymous_id: anonymousId() })
+    // keepalive: the shopper may leave the page right after it appeared.
+    var body = { anonymous_id: anonymousId() };
+    return request("POST", "inapp/" + encodeURIComponent(code) + "/seen", body, { keepalive: true })
       .catch(function (error) { warn("could not report in-app message " + code + " as shown", error); });
   }
 
@@ -790,6 +793,18 @@
   function inAppIdentityChanged() {
     if (inAppStarted && options.inApp) fetchInApp().catch(function () {});
   }
+
+  // Log-out: what was fetched for the customer is not for the next person at this browser.
+  function clearInApp() {
+    inAppQueue = [];
+    inAppKnown = {};
+    dismissInApp("reset");
+  }
+
+  // A page restored from the back/forward cache is a page view that ran no script.
+  window.addEventListener("pageshow", function (event) {
+    if (event.persisted && inAppStarted && options.inApp) fetchInApp().catch(function () {});
+  });
 
   // --- Commands, the queue and start-up ---------------------------------------------
   var started = false;

@@ -1,4 +1,5 @@
 """In-app messages in Chromium: queued through the outbox, fetched and shown by the storefront SDK."""
+import base64
 import json
 
 import pytest
@@ -14,6 +15,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 PRODUCT_PAGE = "/demo/store/en/products/wireless-earbuds/"
 DEMO_CUSTOMER = "demo-customer-1"
+# A 1×1 PNG, served for the message's image URL.
+PIXEL = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
 
 RECORD_INAPP_EVENTS = """
 window.__tanbihEvents = [];
@@ -177,6 +180,28 @@ def test_markup_in_a_message_is_shown_as_text_and_never_runs(page, shop):
     assert body in box.inner_text()
     assert box.locator("script, b, img").count() == 0
     assert page.evaluate("() => window.__ran") is None
+
+
+def test_an_http_image_is_shown_with_the_message(page, shop):
+    page.route("https://images.example/**", lambda route: route.fulfill(body=PIXEL, content_type="image/png"))
+    send_inapp(visitor(page), "with-image", image="https://images.example/sale.png")
+
+    page.goto("/demo/store/en/")
+
+    image = message_box(page, "Winter sale").locator("img")
+    assert image.get_attribute("src") == "https://images.example/sale.png"
+    assert image.evaluate("img => img.complete && img.naturalWidth") == 1
+
+
+def test_logging_out_takes_the_customers_message_off_the_page(page, shop):
+    send_inapp(visitor(page), "before-logout")
+    page.goto("/demo/store/en/")
+    box = message_box(page, "Winter sale")
+
+    page.evaluate("() => tanbih.reset()")
+
+    assert box.count() == 0
+    assert events(page, "inapp:dismissed")[0]["reason"] == "reset"
 
 
 def test_two_messages_show_newest_first_and_the_second_after_the_first_is_closed(page, shop):
