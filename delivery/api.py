@@ -113,7 +113,8 @@ class InAppMessageSerializer(serializers.Serializer):
     button_label = serializers.CharField()
     button_url = serializers.CharField(help_text="A tracked link: following it records the click.")
     placement = serializers.CharField()
-    locale = serializers.CharField(help_text="The language it was written in (ar, en): the SDK shows Arabic right to left.")
+    locale = serializers.CharField(
+        help_text="The language it was written in (ar, en): the SDK shows Arabic right to left.")
     sent_at = serializers.DateTimeField(allow_null=True)
 
 

@@ -6,6 +6,7 @@ from delivery.channels import reset_backends
 from delivery.models import Message, MessageStatus
 from subscribers import services
 from tests.factories import (  # noqa: F401 - fixture
+    SHOP_ORIGIN,
     browser_client,
     isolated_cache,
     make_publishable_key,
@@ -101,3 +102,25 @@ def test_an_unknown_browser_simply_has_no_messages():
     response = browser_client(raw).get(URL, {"anonymous_id": "never-seen"})
 
     assert response.status_code == 200 and response.json() == {"messages": []}
+
+
+def test_each_message_says_its_language_so_the_sdk_can_lay_arabic_out_right_to_left():
+    _, raw = make_publishable_key(require_identity_verification=False)
+    visitor = services.upsert_subscriber(anonymous_id="anon-ar", locale="ar")[0]
+    send_inapp(visitor)
+
+    [item] = browser_client(raw).get(URL, {"anonymous_id": "anon-ar"}).json()["messages"]
+
+    assert item["locale"] == "ar"
+
+
+def test_a_same_origin_page_without_an_origin_header_is_known_by_its_referer():
+    _, raw = make_publishable_key(require_identity_verification=False)
+    send_inapp(services.upsert_subscriber(anonymous_id="anon-same-origin")[0])
+    allowed = browser_client(raw, origin=None)
+    allowed.credentials(HTTP_X_TANBIH_KEY=raw, HTTP_REFERER=SHOP_ORIGIN + "/products/42")
+    elsewhere = browser_client(raw, origin=None)
+    elsewhere.credentials(HTTP_X_TANBIH_KEY=raw, HTTP_REFERER="https://evil.example/page")
+
+    assert len(allowed.get(URL, {"anonymous_id": "anon-same-origin"}).json()["messages"]) == 1
+    assert elsewhere.get(URL, {"anonymous_id": "anon-same-origin"}).status_code == 403
