@@ -971,3 +971,6 @@ def _job_state(job):
         "total_rows": job.total_rows, "processed_rows": job.processed_rows, "created_rows": job.created_rows,
         "updated_rows": job.updated_rows, "error_rows": job.error_rows, "message": job.message,
     }
+
+
+from . import segment_admin  # noqa: E402,F401  (registers SegmentAdmin)

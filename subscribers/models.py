@@ -574,3 +574,96 @@ class ImportJob(models.Model):
         if not self.total_rows:
             return 0
         return min(100, round(100 * self.processed_rows / self.total_rows))
+
+
+# --- Segments ---------------------------------------------------------------------
+
+class SegmentKind(models.TextChoices):
+    DYNAMIC = "dynamic", _("Dynamic (rules)")
+    STATIC = "static", _("Static (uploaded list)")
+
+
+def empty_rules():
+    return {"type": "group", "match": "all", "conditions": []}
+
+
+class Segment(models.Model):
+    """An audience: shoppers matching a rule tree (dynamic) or an uploaded list (static).
+
+    The rules are described in subscribers/segments.py, which validates them and
+    compiles them to one SQL query.
+    """
+
+    name = models.CharField(_("name"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+    kind = models.CharField(_("kind"), max_length=10, choices=SegmentKind.choices, default=SegmentKind.DYNAMIC)
+    rules = models.JSONField(_("rules"), default=empty_rules, blank=True,
+                             help_text=_("Dynamic segments only: a group of conditions (see the segments docs)."))
+    starter = models.CharField(_("starter segment"), max_length=40, blank=True, editable=False,
+                               help_text=_("Set on the segments Tanbih ships with, so loading them again finds them."))
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", verbose_name=_("created by"))
+    created_at = models.DateTimeField(_("created at"), default=dj_timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("segment")
+        verbose_name_plural = _("segments")
+        ordering = ["name", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["starter"], condition=~Q(starter=""), name="segment_starter_unique"),
+        ]
+
+    def __str__(self):
+        # Starter segments are named in the catalog's English; show them in the operator's language.
+        if self.starter:
+            from django.utils.translation import gettext
+            return gettext(self.name)
+        return self.name
+
+    @property
+    def display_description(self):
+        if self.starter and self.description:
+            from django.utils.translation import gettext
+            return gettext(self.description)
+        return self.description
+
+    @property
+    def is_static(self):
+        return self.kind == SegmentKind.STATIC
+
+    def clean(self):
+        from .segments import validate_rules
+
+        if self.kind == SegmentKind.DYNAMIC:
+            try:
+                validate_rules(self.rules, segment=self)
+            except ValidationError as error:
+                raise ValidationError({"rules": error.messages})
+
+    def subscribers(self, now=None):
+        """The matching subscribers as one lazy queryset (no query until evaluated)."""
+        from .segments import segment_queryset
+
+        return segment_queryset(self, now=now)
+
+
+class SegmentMembership(models.Model):
+    """One shopper listed in a static segment."""
+
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("segment"))
+    subscriber = models.ForeignKey(Subscriber, on_delete=models.CASCADE, related_name="segment_memberships",
+                                   verbose_name=_("subscriber"))
+    added_at = models.DateTimeField(_("added at"), default=dj_timezone.now)
+
+    class Meta:
+        verbose_name = _("segment member")
+        verbose_name_plural = _("segment members")
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "subscriber"], name="segment_member_unique"),
+        ]
+        # "is this shopper in segment S" from the subscriber's side (the unique pair serves the segment's side).
+        indexes = [models.Index(fields=["subscriber", "segment"], name="segment_member_sub_idx")]
+
+    def __str__(self):
+        return f"{self.segment} · {self.subscriber}"
