@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from . import services
 from .models import (
@@ -51,6 +52,8 @@ from .models import (
     OrderStatus,
     PushSubscription,
     PushSubscriptionStatus,
+    Segment,
+    SegmentKind,
     Source,
     Subscriber,
 )
@@ -802,6 +805,65 @@ def flush_store():
     Subscriber.objects.all().delete()
 
 
+# The segments a marketer starts from. Names and descriptions are stored in
+# English (the catalog's msgids) and shown in the operator's language
+# (Segment.__str__ / Segment.display_description for starters).
+STARTER_SEGMENTS = [
+    {"starter": "interested-in-fashion", "name": gettext_noop("Interested in fashion"),
+     "description": gettext_noop("Viewed fashion products at least twice in the last 30 days, or subscribed on a fashion page."),
+     "rules": {"type": "group", "match": "any", "conditions": [
+         {"type": "event", "name": "product_viewed", "operator": "at_least", "count": 2, "within_days": 30,
+          "properties": [{"property": "category", "operator": "equals", "value": "fashion"}]},
+         {"type": "subscription", "field": "category", "operator": "equals", "value": "fashion"}]}},
+    {"starter": "repeat-customers", "name": gettext_noop("Repeat customers"),
+     "description": gettext_noop("Shoppers with two orders or more."),
+     "rules": {"type": "group", "match": "all", "conditions": [
+         {"type": "commerce", "field": "orders_count", "operator": "gte", "value": 2}]}},
+    {"starter": "new-visitors", "name": gettext_noop("New visitors"),
+     "description": gettext_noop("First seen in the last 7 days and no order yet."),
+     "rules": {"type": "group", "match": "all", "conditions": [
+         {"type": "attribute", "field": "created_at", "operator": "within_last_days", "value": 7},
+         {"type": "commerce", "field": "orders_count", "operator": "equals", "value": 0}]}},
+    {"starter": "abandoned-carts-24h", "name": gettext_noop("Abandoned carts in the last 24 hours"),
+     "description": gettext_noop("Left a cart in the last 24 hours without ordering it."),
+     "rules": {"type": "group", "match": "all", "conditions": [
+         {"type": "abandoned_cart", "operator": "has", "within_hours": 24}]}},
+    {"starter": "inactive-30-days", "name": gettext_noop("Inactive for 30 days"),
+     "description": gettext_noop("Not seen on the store for 30 days or more."),
+     "rules": {"type": "group", "match": "all", "conditions": [
+         {"type": "attribute", "field": "last_seen_at", "operator": "not_within_last_days", "value": 30}]}},
+    {"starter": "high-value-at-risk", "name": gettext_noop("High-value customers at risk"),
+     "description": gettext_noop("Spent 1,000 or more, or ordered three times or more, and have not ordered for 60 days."),
+     "rules": {"type": "group", "match": "all", "conditions": [
+         {"type": "group", "match": "any", "conditions": [
+             {"type": "commerce", "field": "total_spent", "operator": "gte", "value": 1000},
+             {"type": "commerce", "field": "orders_count", "operator": "gte", "value": 3}]},
+         {"type": "lifecycle", "operator": "in", "value": ["at_risk", "lapsed"]}]}},
+]
+
+
+def load_starter_segments(*, overwrite=False):
+    """Create the starter segments that are missing (by their starter key); returns how many were written.
+
+    A starter segment the marketer already has is left as they edited it unless `overwrite`.
+    """
+    from .segments import validate_rules
+
+    written = 0
+    for spec in STARTER_SEGMENTS:
+        validate_rules(spec["rules"])
+        fields = {"name": spec["name"], "description": spec["description"], "kind": SegmentKind.DYNAMIC,
+                  "rules": spec["rules"]}
+        segment = Segment.objects.filter(starter=spec["starter"]).first()
+        if segment is None:
+            Segment.objects.create(starter=spec["starter"], **fields)
+            written += 1
+        elif overwrite:
+            Segment.objects.filter(pk=segment.pk).update(**fields, updated_at=timezone.now())
+            written += 1
+    return written
+
+
 def load_demo_store(*, subscribers=DEFAULT_SUBSCRIBERS, seed=DEFAULT_SEED, now=None, log=None):
     """Generate and write the demo store in one transaction; returns a summary with timings."""
     log = log or (lambda message: None)
@@ -814,6 +876,7 @@ def load_demo_store(*, subscribers=DEFAULT_SUBSCRIBERS, seed=DEFAULT_SEED, now=N
         written = time.perf_counter()
         log(f"written in {written - generated:.1f}s")
         refresh_figures(store)
+        load_starter_segments()
         secret, publishable = create_demo_keys()
     finished = time.perf_counter()
     log(f"figures refreshed in {finished - written:.1f}s")
