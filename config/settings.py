@@ -170,12 +170,17 @@ CELERY_TASK_ROUTES = {
     "delivery.tasks.send_transactional": {"queue": "send"},
     "delivery.tasks.send_bulk_chunk": {"queue": "bulk"},
     "delivery.tasks.dispatch_due": {"queue": "schedule"},
+    "campaigns.tasks.*": {"queue": "schedule"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "detect-abandoned-carts": {
         "task": "subscribers.tasks.detect_abandoned_carts",
         "schedule": 60.0,
+    },
+    "campaigns-tick": {
+        "task": "campaigns.tasks.tick",
+        "schedule": float(env_int("CAMPAIGN_TICK_SECONDS", 15)),
     },
     "dispatch-due-messages": {
         "task": "delivery.tasks.dispatch_due",
@@ -316,6 +321,8 @@ DELIVERY_SENDING_LEASE_SECONDS = env_int("DELIVERY_SENDING_LEASE_SECONDS", 900)
 DELIVERY_REDISPATCH_SECONDS = env_int("DELIVERY_REDISPATCH_SECONDS", 900)
 DELIVERY_CHUNK_SIZE = env_int("DELIVERY_CHUNK_SIZE", 500)
 DELIVERY_DISPATCH_BATCH = env_int("DELIVERY_DISPATCH_BATCH", 20000)
+# Channels whose links are sent as SITE_URL/c/… tracking links, so clicks are recorded ("" for none).
+DELIVERY_TRACK_LINKS = env("DELIVERY_TRACK_LINKS", "sms,whatsapp,email")
 # Tokens per second per provider, shared by all workers: "twilio=10,webpush=2000/4000".
 DELIVERY_RATE_LIMITS = env("DELIVERY_RATE_LIMITS", "twilio=10")
 DELIVERY_RATE_LIMIT_MAX_WAIT_SECONDS = float(env("DELIVERY_RATE_LIMIT_MAX_WAIT_SECONDS", "5"))
@@ -408,3 +415,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# --- Campaigns --------------------------------------------------------------------
+# How often celery-beat runs the campaign scheduler (launch due campaigns, A/B winners, completion).
+CAMPAIGN_TICK_SECONDS = env_int("CAMPAIGN_TICK_SECONDS", 15)
+# "At each subscriber's best hour": a dotted path to a function returning a Subscriber annotation of the best
+# local hour (0-23); empty until analytics provides one (then the campaign's local time, else 10:00, is used).
+CAMPAIGN_BEST_HOUR_PROVIDER = env("CAMPAIGN_BEST_HOUR_PROVIDER", "")
+# The review step's SMS cost estimate: price of one SMS segment, and its currency.
+SMS_COST_PER_SEGMENT = env("SMS_COST_PER_SEGMENT", "0.05")
+SMS_COST_CURRENCY = env("SMS_COST_CURRENCY", "USD")
+STORE_TIMEZONE = env("STORE_TIMEZONE", "UTC")  # the timezone the marketer UI reads and shows dates and times in

@@ -334,13 +334,42 @@ def _caps_decision(message, sends, now):
 
 # --- Entry points -----------------------------------------------------------------
 
+# --- Source gates ------------------------------------------------------------------
+
+_SOURCE_GATES = {}
+
+
+def register_source_gate(source_type, gate):
+    """Let the owner of a source hold or stop its messages at send time (a paused campaign).
+
+    `gate(source_ids, now)` gets the distinct source ids of one chunk's messages of
+    `source_type` and returns {source_id: Decision} for those that must not go
+    now (a HOLD is checked again at `until`); ids left out are sent as usual.
+    Registered by the upper apps in their AppConfig.ready, so delivery imports
+    none of them.
+    """
+    _SOURCE_GATES[source_type] = gate
+
+
+def _gate_decisions(messages, now):
+    wanted = {}
+    for message in messages:
+        if message.source_type in _SOURCE_GATES:
+            wanted.setdefault(message.source_type, set()).add(message.source_id)
+    decisions = {}
+    for source_type, source_ids in wanted.items():
+        for source_id, decision in (_SOURCE_GATES[source_type](source_ids, now) or {}).items():
+            decisions[(source_type, source_id)] = decision
+    return decisions
+
+
 def check(message, *, now=None):
     """Decide whether `message` may be sent now. A few queries, however busy the shopper."""
     return check_many([message], now=now)[0]
 
 
 def check_many(messages, *, now=None):
-    """Decisions for a chunk of messages, in their order, in at most five queries.
+    """Decisions for a chunk of messages, in their order, in at most five queries (plus one per gated source type).
 
     Subscribers and push subscriptions loaded with select_related are used as they
     are (fewer queries); the caller must have loaded them just now.
@@ -388,12 +417,14 @@ def check_many(messages, *, now=None):
             .filter(normal__in=addresses).values_list("channel", "normal", "reason")
         }
 
+    gated = _gate_decisions(messages, now) if _SOURCE_GATES else {}
     histories = None
     decisions = []
     for message in messages:
         subscriber = subscribers[message.subscriber_id]
         decision = (
-            _reachability_decision(message, subscriber, consents, push_statuses)
+            gated.get((message.source_type, message.source_id))
+            or _reachability_decision(message, subscriber, consents, push_statuses)
             or _suppression_decision(message, subscriber, suppressions)
             or _quiet_hours_decision(message, subscriber, now)
         )

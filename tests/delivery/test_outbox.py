@@ -353,6 +353,7 @@ def test_fan_out_walks_the_audience_in_chunks_and_a_repeat_writes_nothing(django
         again = outbox.fan_out(audience=audience, channel="push", template=None, source_type="campaign",
                                source_id="42", content={"title": "Sale"}, chunk_size=2)
 
+    assert counts.pop("last_send_at") is not None and again.pop("last_send_at") is None
     assert counts == {"subscribers": 5, "created": 4, "existing": 0, "failed": 0}
     assert again == {"subscribers": 5, "created": 0, "existing": 4, "failed": 0}
     messages = Message.objects.all()

@@ -51,5 +51,6 @@ def test_fan_out_renders_each_shopper_and_counts_render_failures(welcome, django
         counts = outbox.fan_out(audience=Subscriber.objects.all(), channel="inapp", template=welcome,
                                 source_type="campaign", source_id="c1", context={"discount_code": "X1"})
 
-    assert counts == {"subscribers": 2, "created": 2, "existing": 0, "failed": 0}
+    assert {name: counts[name] for name in ("subscribers", "created", "existing", "failed")} == {
+        "subscribers": 2, "created": 2, "existing": 0, "failed": 0}
     assert sorted(Message.objects.values_list("content__title", flat=True)) == ["Hello Ali", "أهلاً صديقنا"]
