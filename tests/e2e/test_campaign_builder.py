@@ -1,0 +1,69 @@
+"""A marketer in Chromium builds a campaign, watches the live count, reviews, sends, and sees the progress bar."""
+import pytest
+from django.contrib.auth.models import User
+
+from campaigns.models import Campaign
+from delivery.channels import reset_backends
+from delivery.models import Message
+from subscribers.models import Segment, SegmentMembership
+from tests.campaigns.test_campaign_engine import shopper, template
+
+pytestmark = pytest.mark.e2e
+
+CHANNELS = ("push", "sms", "whatsapp", "email", "inapp")
+
+
+@pytest.fixture
+def marketer_page(page, store, settings):
+    settings.DELIVERY_BACKENDS = {channel: "delivery.channels.sandbox.SandboxBackend" for channel in CHANNELS}
+    settings.QUIET_HOURS = {channel: "off" for channel in CHANNELS}
+    settings.FREQUENCY_CAPS = {channel: {"day": 0, "week": 0} for channel in (*CHANNELS, "all")}
+    reset_backends()
+    User.objects.create_superuser("layla", "layla@example.com", "a-long-password-1")
+    page.goto("/admin/login/?next=/app/campaigns/")
+    page.fill("#id_username", "layla")
+    page.fill("#id_password", "a-long-password-1")
+    page.click("input[type=submit]")
+    page.wait_for_url("**/app/campaigns/")
+    yield page
+    reset_backends()
+
+
+def test_a_marketer_builds_and_sends_a_campaign_and_watches_it_go_out(marketer_page):
+    page = marketer_page
+    fans = [shopper(n, sms=True) for n in range(3)]
+    segment = Segment.objects.create(name="Shoe fans", kind="static")
+    SegmentMembership.objects.bulk_create([SegmentMembership(segment=segment, subscriber=s) for s in fans])
+    template("white-friday", channels=("sms",), title="White Friday: 20% off shoes")
+
+    page.fill("#new-name", "White Friday")
+    page.click("text=New campaign")
+    page.wait_for_url("**/edit/")
+    page.get_by_label("Shoe fans").first.check()
+    page.wait_for_selector("#audience-count .count")
+    assert page.inner_text("#audience-count .count") == "3"
+
+    page.select_option("#id_channel_0", "sms")
+    page.select_option("#id_variants-0-template", label="white-friday")
+    page.click("text=Save and review")
+    page.wait_for_selector(".preview")
+    assert "White Friday: 20% off shoes!" in page.inner_text("#review")
+
+    page.click("button:has-text('Send now')")
+    page.wait_for_url("**/app/campaigns/*/")
+    page.wait_for_selector("li[data-status=sent] strong")
+    page.wait_for_function("document.querySelector('li[data-status=sent] strong').textContent === '3'")
+    campaign = Campaign.objects.get()
+    assert Message.objects.filter(source_type="campaign", source_id=f"{campaign.pk}:A", status="sent").count() == 3
+
+
+def test_the_campaign_pages_mirror_in_arabic(marketer_page):
+    page = marketer_page
+
+    page.click("button[lang=ar]")
+    page.wait_for_selector("html[dir=rtl]")
+
+    assert page.get_attribute("html", "lang") == "ar"
+    header = page.locator(".app-header").bounding_box()
+    brand = page.locator(".brand").bounding_box()
+    assert brand["x"] + brand["width"] > header["x"] + header["width"] / 2  # the brand sits on the right
