@@ -13,7 +13,6 @@ killed mid-chunk leaves rows in "sending", which `reclaim_stuck` puts back in
 the queue only where a second send is harmless (push, email, in-app, sandbox).
 Twilio has no idempotency key, so there a stuck row becomes "unknown".
 """
-import base64
 import hashlib
 import hmac
 import importlib
@@ -34,9 +33,10 @@ from subscribers import services as subscriber_services
 from subscribers.models import Channel as ConsentChannel
 from subscribers.models import PushSubscription, PushSubscriptionStatus, Source
 
-from . import ratelimit
+from . import links, ratelimit
 from .channels import get_backend
 from .channels.base import ChannelBackend, DeliveryError, SendResult
+from .links import click_path, link_signature, tracked_links  # noqa: F401 - the click tracking API
 from .models import (
     DeliveryChannel, Message, MessageEvent, MessageEventKind, MessageLane, MessageStatus, Suppression,
 )
@@ -144,7 +144,8 @@ def queue_message(*, subscriber, channel, source_type, source_id="", occurrence=
     """Write one Message row (rendered now) unless its idempotency key exists; -> (message, created).
 
     A render error (a missing variable without a default) keeps the row, failed
-    with the reason, so the marketer sees why nothing went out.
+    with the reason, so the marketer sees why nothing went out. Links in SMS,
+    WhatsApp and email content become the message's tracking links (delivery.links).
     """
     if channel == DeliveryChannel.PUSH and push_subscription is None:
         raise ValueError("A push message names its push_subscription (one message per browser).")
@@ -163,10 +164,13 @@ def queue_message(*, subscriber, channel, source_type, source_id="", occurrence=
                                    content=content)
     except (_render_error_class(), RenderingUnavailable) as problem:
         status, error = MessageStatus.FAILED, str(problem)
+    code = new_code()
+    if status == MessageStatus.QUEUED:
+        rendered = links.track_links(rendered, channel=channel, code=code)
     if lane is None:
         lane = MessageLane.TRANSACTIONAL if transactional else MessageLane.BULK
     message = Message(
-        idempotency_key=key, code=new_code(), subscriber=subscriber, channel=channel, template=template,
+        idempotency_key=key, code=code, subscriber=subscriber, channel=channel, template=template,
         locale=locale or "", source_type=source_type, source_id=str(source_id or ""),
         occurrence=str(occurrence or ""), lane=lane,
         is_transactional=bool(transactional or (template is not None and template.is_transactional)),
@@ -242,6 +246,7 @@ def fan_out(*, audience, channel, template, source_type, source_id, occurrence="
     now = timezone.now()
     due_now = send_at is None or send_at <= now
     render_error = _render_error_class()
+    track = links.tracked_channels()
     last_pk = 0
     audience = audience.order_by("pk")
     while True:
@@ -281,8 +286,11 @@ def fan_out(*, audience, channel, template, source_type, source_id, occurrence="
                                            context=context, content=content)
             except (render_error, RenderingUnavailable) as problem:
                 locale, rendered, status, error = subscriber.locale or "", {}, MessageStatus.FAILED, str(problem)
+            code = new_code()
+            if not error:
+                rendered = links.track_links(rendered, channel=channel, code=code, channels=track)
             rows.append(Message(
-                idempotency_key=key, code=new_code(), subscriber=subscriber, channel=channel, template=template,
+                idempotency_key=key, code=code, subscriber=subscriber, channel=channel, template=template,
                 locale=locale or "", source_type=source_type, source_id=str(source_id or ""),
                 occurrence=str(occurrence or ""), lane=MessageLane.BULK,
                 is_transactional=bool(template is not None and template.is_transactional),
@@ -820,30 +828,6 @@ def cancel_pending(queryset, *, reason="cancelled"):
 
 # --- Click tracking -----------------------------------------------------------------
 
-def tracked_links(content):
-    """The URLs a message's content links to, in a fixed order (the <n> of /c/<code>/<n>.<sig>)."""
-    links = []
-    for key in ("url", "button_url"):
-        if content.get(key):
-            links.append(content[key])
-    for action in content.get("actions") or []:
-        if isinstance(action, dict) and action.get("url"):
-            links.append(action["url"])
-    for url in content.get("links") or []:
-        if isinstance(url, str) and url:
-            links.append(url)
-    return links
-
-
-def _link_signature(code, index):
-    digest = hmac.new(settings.SECRET_KEY.encode(), f"click:{code}:{index}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest[:9]).decode()
-
-
-def click_path(code, index):
-    return f"/c/{code}/{index}.{_link_signature(code, index)}"
-
-
 def click_url(message, index):
     """The signed tracking link for link number `index` of the message's content."""
     return f"{settings.SITE_URL}{click_path(message.code, index)}"
@@ -851,15 +835,15 @@ def click_url(message, index):
 
 def resolve_click(*, code, index, signature):
     """-> (message, url) for a valid signed link whose target is an http(s) URL stored in the message, else None."""
-    if not hmac.compare_digest(_link_signature(code, index), signature or ""):
+    if not hmac.compare_digest(link_signature(code, index), signature or ""):
         return None
     message = Message.objects.filter(code=code).first()
     if message is None:
         return None
-    links = tracked_links(message.content or {})
-    if not 0 <= index < len(links):
+    targets = tracked_links(message.content or {})
+    if not 0 <= index < len(targets):
         return None
-    url = links[index]
+    url = targets[index]
     if not isinstance(url, str) or not url.lower().startswith(("https://", "http://")):
         return None
     return message, url

@@ -20,6 +20,7 @@ from django.conf import settings
 from liquid import Environment, FalsyStrictUndefined
 from liquid.exceptions import LiquidError, UndefinedError
 
+from .links import track_links
 from .sms import SmsInfo, sms_info  # noqa: F401 - part of this module's contract
 
 __all__ = [
@@ -406,12 +407,21 @@ def render_message(*, template, channel, subscriber, context=None):
     return content.locale, render_content(content, build_context(subscriber, context))
 
 
+# A made-up message code as long as a real one (outbox.new_code), so a preview's links are as long as the sent ones.
+PREVIEW_CODE = "preview-code"
+
+
 def render_sample(*, template, channel, locale, sample_context=None):
-    """Render for a preview with a made-up shopper (see `sample_shopper`), overridden by `sample_context`."""
+    """Render for a preview with a made-up shopper (see `sample_shopper`), overridden by `sample_context`.
+
+    Links are shown as they are sent: tracking links (delivery.links) where
+    DELIVERY_TRACK_LINKS tracks the channel, so an SMS preview counts the
+    characters and segments the shopper is billed for.
+    """
     content = choose_content(template, channel, locale)
     context = sample_shopper(locale)
     context.update(_plain(sample_context or {}))
-    return render_content(content, context)
+    return track_links(render_content(content, context), channel=channel, code=PREVIEW_CODE)
 
 
 def check_push_size(content):
