@@ -39,6 +39,8 @@ def _flatten(detail, field=None):
     if isinstance(detail, dict):
         out = []
         for key, value in detail.items():
+            if isinstance(key, int):
+                key = f"[{key}]"  # DRF reports a list's items by index: segments[0], variants[1].template
             name = None if key in ("non_field_errors", "detail") else key
             if field and name:
                 path = f"{field}{name}" if name.startswith("[") else f"{field}.{name}"
