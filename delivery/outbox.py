@@ -24,6 +24,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
@@ -100,6 +101,18 @@ def _render(*, template, channel, subscriber, context, content):
     return rendering.render_message(template=template, channel=channel, subscriber=subscriber, context=context or {})
 
 
+def storable_context(context):
+    """The context as kept on the message: JSON (a cart or order as templates see it, dates in ISO 8601)."""
+    if not context:
+        return {}
+    rendering = importlib.import_module("delivery.rendering")
+    context = dict(context)
+    for name, convert in (("cart", rendering.cart_context), ("order", rendering.order_context)):
+        if context.get(name) is not None and not isinstance(context[name], dict):
+            context[name] = convert(context[name])
+    return json.loads(json.dumps(context, cls=DjangoJSONEncoder))
+
+
 def _render_error_class():
     try:
         return importlib.import_module("delivery.rendering").RenderError
@@ -174,7 +187,7 @@ def queue_message(*, subscriber, channel, source_type, source_id="", occurrence=
         locale=locale or "", source_type=source_type, source_id=str(source_id or ""),
         occurrence=str(occurrence or ""), lane=lane,
         is_transactional=bool(transactional or (template is not None and template.is_transactional)),
-        context=context or {}, content=rendered, push_subscription=push_subscription,
+        context=storable_context(context), content=rendered, push_subscription=push_subscription,
         to=address_for(subscriber, channel, push_subscription), status=status, send_at=send_at or now,
         queued_at=now,
     )
@@ -234,16 +247,24 @@ def chunk_size():
 
 
 def fan_out(*, audience, channel, template, source_type, source_id, occurrence="", context=None, send_at=None,
-            chunk_size=1000, content=None):
+            chunk_size=1000, content=None, transactional=False, spread_per_minute=0):
     """Write one message per subscriber of `audience` (per active push subscription for push) and send.
 
     Walks the audience in primary-key order in chunks (no OFFSET, nothing held in
     memory beyond a chunk), writes rows with bulk_create(ignore_conflicts) so a
     repeat writes nothing new, and enqueues the new rows on the bulk lane.
-    Returns counts: subscribers, created, existing, failed (render errors).
+    `spread_per_minute` (a campaign's throttle) gives the first N rows `send_at`,
+    the next N a minute later, and so on; the periodic tick sends each when due.
+    `transactional` exempts the messages from frequency caps and quiet hours.
+    Returns counts: subscribers, created, existing, failed (render errors), and
+    last_send_at (the latest send_at written, or None).
     """
-    counts = {"subscribers": 0, "created": 0, "existing": 0, "failed": 0}
+    counts = {"subscribers": 0, "created": 0, "existing": 0, "failed": 0, "last_send_at": None}
     now = timezone.now()
+    base_at = send_at or now
+    spread = max(0, int(spread_per_minute or 0))
+    position = 0
+    stored_context = storable_context(context)
     due_now = send_at is None or send_at <= now
     render_error = _render_error_class()
     track = links.tracked_channels()
@@ -289,16 +310,18 @@ def fan_out(*, audience, channel, template, source_type, source_id, occurrence="
             code = new_code()
             if not error:
                 rendered = links.track_links(rendered, channel=channel, code=code, channels=track)
+            row_at = base_at + timedelta(minutes=position // spread) if spread else base_at
+            position += 1
             rows.append(Message(
                 idempotency_key=key, code=code, subscriber=subscriber, channel=channel, template=template,
                 locale=locale or "", source_type=source_type, source_id=str(source_id or ""),
                 occurrence=str(occurrence or ""), lane=MessageLane.BULK,
-                is_transactional=bool(template is not None and template.is_transactional),
-                context=context or {}, content=rendered, push_subscription=push_subscription,
+                is_transactional=bool(transactional or (template is not None and template.is_transactional)),
+                context=stored_context, content=rendered, push_subscription=push_subscription,
                 to=address_for(subscriber, channel, push_subscription), status=status,
                 status_reason="render_error" if error else "", error=error,
-                failed_at=now if error else None, send_at=send_at or now, queued_at=now,
-                dispatched_at=now if due_now and not error else None,
+                failed_at=now if error else None, send_at=row_at, queued_at=now,
+                dispatched_at=now if row_at <= now and not error else None,
             ))
         if not rows:
             continue
@@ -307,18 +330,21 @@ def fan_out(*, audience, channel, template, source_type, source_id, occurrence="
             # Rows this call wrote (not a concurrent repeat's): this call's keys and queue time.
             written = list(Message.objects.filter(
                 idempotency_key__in=[row.idempotency_key for row in rows], queued_at=now,
-            ).values_list("pk", "status", "error"))
+            ).values_list("pk", "status", "error", "send_at"))
             for start in range(0, len(written), 500):
-                ids = [pk for pk, _status, _error in written[start:start + 500]]
+                ids = [pk for pk, _status, _error, _at in written[start:start + 500]]
                 _log_events_where(f"id IN ({', '.join(['%s'] * len(ids))})", ids, MessageEventKind.QUEUED, now)
             MessageEvent.objects.bulk_create([
                 _event(pk, MessageEventKind.FAILED, now, reason="render_error", error=error)
-                for pk, status, error in written if status == MessageStatus.FAILED])
+                for pk, status, error, _at in written if status == MessageStatus.FAILED])
             counts["created"] += len(written)
-            counts["failed"] += sum(1 for _pk, status, _error in written if status == MessageStatus.FAILED)
+            counts["failed"] += sum(1 for _pk, status, _error, _at in written if status == MessageStatus.FAILED)
             counts["existing"] += len(rows) - len(written)
+            if written:
+                latest = max(at for _pk, _status, _error, at in written)
+                counts["last_send_at"] = max(filter(None, [counts["last_send_at"], latest]))
             if due_now:
-                enqueue([pk for pk, status, _error in written if status == MessageStatus.QUEUED],
+                enqueue([pk for pk, status, _error, at in written if status == MessageStatus.QUEUED and at <= now],
                         lane=MessageLane.BULK, now=now, mark=False)
     return counts
 

@@ -7,11 +7,9 @@ sends nothing twice), renders before it writes anything (a missing variable is
 a 400 naming it, and nothing is queued), and sends on the transactional lane,
 never behind a broadcast. `GET /api/v1/messages/<code>` says what became of it.
 """
-import json
 import uuid
 from datetime import timedelta
 
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Prefetch
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
@@ -103,14 +101,13 @@ def _context(subscriber, data):
         order = Order.objects.filter(subscriber=subscriber, external_id=data["order_id"]).first()
         if order is None:
             raise field_error(ValidationError, "order_id", "This customer has no order with this id.", "not_found")
-        context["order"] = rendering.order_context(order)
+        context["order"] = order
     if data.get("cart_id"):
         cart = Cart.objects.filter(subscriber=subscriber, external_id=data["cart_id"]).first()
         if cart is None:
             raise field_error(ValidationError, "cart_id", "This customer has no cart with this id.", "not_found")
-        context["cart"] = rendering.cart_context(cart)
-    # Stored with the message as JSON (dates as ISO 8601, amounts as strings).
-    return json.loads(json.dumps(context, cls=DjangoJSONEncoder))
+        context["cart"] = cart
+    return context
 
 
 def _targets(subscriber, channel):
