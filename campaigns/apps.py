@@ -7,7 +7,14 @@ class CampaignsConfig(AppConfig):
     verbose_name = _("Campaigns")
 
     def ready(self):
+        from django.db.models.signals import post_migrate
+
         from delivery.policy import register_source_gate
+
+        from .roles import ensure_roles
+
+        # The Marketers and Viewers groups, once every app's permissions exist.
+        post_migrate.connect(ensure_roles, sender=self, dispatch_uid="campaigns.ensure_roles")
 
         from . import engine
         from .models import SOURCE_TYPE

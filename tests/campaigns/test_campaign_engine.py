@@ -398,3 +398,30 @@ def test_a_test_send_goes_to_the_chosen_shoppers_only_and_is_not_counted(django_
         == [("sms", tester.pk, "sent"), ("sms", tester.pk, "sent")]
     assert not messages_of(made).exists()
     assert engine.progress(made)["total"] == 0
+
+
+@pytest.mark.parametrize("day, zone_name, expected_utc", [
+    (date(2026, 3, 7), "America/New_York", datetime(2026, 3, 7, 18, 0, tzinfo=UTC)),   # EST, the day before
+    (date(2026, 3, 8), "America/New_York", datetime(2026, 3, 8, 17, 0, tzinfo=UTC)),   # EDT from 02:00 that day
+    (date(2026, 10, 31), "America/New_York", datetime(2026, 10, 31, 17, 0, tzinfo=UTC)),
+    (date(2026, 11, 1), "America/New_York", datetime(2026, 11, 1, 18, 0, tzinfo=UTC)),  # back to EST
+    (date(2026, 3, 28), "Europe/London", datetime(2026, 3, 28, 13, 0, tzinfo=UTC)),     # GMT
+    (date(2026, 3, 29), "Europe/London", datetime(2026, 3, 29, 12, 0, tzinfo=UTC)),     # BST
+    (date(2026, 10, 25), "Europe/London", datetime(2026, 10, 25, 13, 0, tzinfo=UTC)),   # GMT again
+    (date(2026, 6, 1), "Asia/Riyadh", datetime(2026, 6, 1, 10, 0, tzinfo=UTC)),         # no DST
+    (date(2026, 12, 1), "Asia/Riyadh", datetime(2026, 12, 1, 10, 0, tzinfo=UTC)),
+])
+def test_a_local_time_send_is_due_at_13_00_on_the_shoppers_clock_across_dst_changes(
+        run_now, day, zone_name, expected_utc):
+    made = campaign([segment([shopper(1, sms=True, tz=zone_name)])], channels=("sms",),
+                    schedule_kind=ScheduleKind.LOCAL_TIME, local_date=day, local_time=time(13, 0))
+
+    with time_machine.travel(datetime.combine(day, time(0, 0), tzinfo=UTC) - timedelta(days=1), tick=False):
+        services.schedule_campaign(made)
+        made.refresh_from_db()
+    with time_machine.travel(made.next_run_at, tick=False):
+        run_now(made, now=timezone.now())
+
+    message = messages_of(made).get()
+    assert message.send_at == expected_utc
+    assert message.send_at.astimezone(ZoneInfo(zone_name)).time() == time(13, 0)
