@@ -1,10 +1,11 @@
 """Campaigns for ops: read what was scheduled and what ran; marketers build them in the app (/app/campaigns/)."""
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from .models import Campaign, CampaignRun, HoldoutMember, Variant
+from . import engine, services
+from .models import Campaign, CampaignRun, CampaignStatus, HoldoutMember, Variant
 
 
 class VariantInline(admin.TabularInline):
@@ -34,6 +35,42 @@ class CampaignAdmin(admin.ModelAdmin):
                        "cancelled_at", "winner", "winner_chosen_at", "winner_chosen_by", "created_by", "created_at")
     filter_horizontal = ("include_segments", "exclude_segments")
     inlines = [VariantInline, RunInline]
+    actions = ["schedule_selected", "pause_selected", "resume_selected", "cancel_selected"]
+
+    def _each(self, request, queryset, act, done_message):
+        done = 0
+        for campaign in queryset:
+            try:
+                if act(campaign, by=request.user.get_username()):
+                    done += 1
+            except engine.CampaignError as error:
+                self.message_user(request, f"{campaign}: {error}", messages.ERROR)
+        self.message_user(request, done_message % {"count": done})
+
+    @admin.action(description=_("Send / schedule the selected drafts"), permissions=["change"])
+    def schedule_selected(self, request, queryset):
+        self._each(request, queryset, services.schedule_campaign, _("%(count)d campaign(s) scheduled."))
+
+    @admin.action(description=_("Pause the selected campaigns"), permissions=["change"])
+    def pause_selected(self, request, queryset):
+        self._each(request, queryset, services.pause, _("%(count)d campaign(s) paused."))
+
+    @admin.action(description=_("Resume the selected campaigns"), permissions=["change"])
+    def resume_selected(self, request, queryset):
+        self._each(request, queryset, services.resume, _("%(count)d campaign(s) resumed."))
+
+    @admin.action(description=_("Cancel the selected campaigns (stops every message not yet sent)"),
+                  permissions=["change"])
+    def cancel_selected(self, request, queryset):
+        self._each(request, queryset, _cancel, _("%(count)d campaign(s) cancelled."))
+
+
+def _cancel(campaign, *, by):
+    """services.cancel, true when this call cancelled the campaign (it may have no pending messages)."""
+    if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
+        return False
+    services.cancel(campaign, by=by)
+    return campaign.status == CampaignStatus.CANCELLED
 
     @admin.display(description=_("marketer page"))
     def open_in_app(self, obj):

@@ -42,3 +42,31 @@ def test_a_viewer_reads_campaigns_but_cannot_send_one(client):
     assert client.get(f"/app/campaigns/{campaign.pk}/edit/").status_code == 200
     assert client.post(f"/app/campaigns/{campaign.pk}/schedule/").status_code == 403
     assert client.post("/app/campaigns/new/", {"name": "x"}).status_code == 403
+
+
+def test_ops_pause_resume_and_cancel_campaigns_from_the_admin(admin_client):
+    campaign = Campaign.objects.create(name="Eid", channels=["sms"], status="sending")
+    Variant.objects.create(campaign=campaign, template=template("offer"))
+    url = "/admin/campaigns/campaign/"
+
+    admin_client.post(url, {"action": "pause_selected", "_selected_action": [campaign.pk]})
+    campaign.refresh_from_db()
+    assert campaign.status == "paused"
+    admin_client.post(url, {"action": "resume_selected", "_selected_action": [campaign.pk]})
+    campaign.refresh_from_db()
+    assert campaign.status == "sending"
+    admin_client.post(url, {"action": "cancel_selected", "_selected_action": [campaign.pk]})
+    campaign.refresh_from_db()
+    assert campaign.status == "cancelled"
+
+
+def test_scheduling_a_draft_that_is_not_ready_from_the_admin_says_why(admin_client):
+    campaign = Campaign.objects.create(name="Eid", channels=["sms"])
+    Variant.objects.create(campaign=campaign, template=template("offer"))
+
+    response = admin_client.post("/admin/campaigns/campaign/", {
+        "action": "schedule_selected", "_selected_action": [campaign.pk]}, follow=True)
+
+    assert "Choose at least one segment to send to." in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.status == "draft"
