@@ -25,6 +25,14 @@ class RunInline(admin.TabularInline):
         return False
 
 
+def _cancel(campaign, *, by):
+    """services.cancel, true when this call cancelled the campaign (it may have no pending messages)."""
+    if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
+        return False
+    services.cancel(campaign, by=by)
+    return campaign.status == CampaignStatus.CANCELLED
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     list_display = ("name", "status", "schedule_kind", "next_run_at", "started_at", "completed_at", "open_in_app")
@@ -64,13 +72,6 @@ class CampaignAdmin(admin.ModelAdmin):
     def cancel_selected(self, request, queryset):
         self._each(request, queryset, _cancel, _("%(count)d campaign(s) cancelled."))
 
-
-def _cancel(campaign, *, by):
-    """services.cancel, true when this call cancelled the campaign (it may have no pending messages)."""
-    if campaign.status in (CampaignStatus.COMPLETED, CampaignStatus.CANCELLED):
-        return False
-    services.cancel(campaign, by=by)
-    return campaign.status == CampaignStatus.CANCELLED
 
     @admin.display(description=_("marketer page"))
     def open_in_app(self, obj):
