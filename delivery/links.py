@@ -62,13 +62,15 @@ def tracked_links(content):
     return links
 
 
-def link_signature(code, index):
-    digest = hmac.digest(settings.SECRET_KEY.encode(), f"click:{code}:{index}".encode(), hashlib.sha256)
+def link_signature(code, index, *, key=None):
+    """The signature of link `index` of message `code` (`key`: SECRET_KEY encoded, when signing many)."""
+    key = settings.SECRET_KEY.encode() if key is None else key
+    digest = hmac.digest(key, f"click:{code}:{index}".encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(digest[:SIGNATURE_BYTES]).decode()
 
 
-def click_path(code, index):
-    return f"/c/{code}/{index}.{link_signature(code, index)}"
+def click_path(code, index, *, key=None):
+    return f"/c/{code}/{index}.{link_signature(code, index, key=key)}"
 
 
 # --- Which channels are rewritten --------------------------------------------------
@@ -198,7 +200,8 @@ def track_links(content, *, channel, code, channels=None):
         if url not in number:
             number[url] = len(existing) + len(added)
             added.append(url)
-    addresses = {url: site + click_path(code, number[url]) for url in targets}
+    key = settings.SECRET_KEY.encode()
+    addresses = {url: site + click_path(code, number[url], key=key) for url in targets}
     rewritten = dict(content)
     for key, pieces, html in found:
         rewritten[key] = _join(pieces, addresses, html)
