@@ -10,8 +10,7 @@ header comes from a per-origin cache (delivery.vapid) and the payload is
 encrypted here with `cryptography` (one ECDH, HKDF as single HMAC blocks, one
 AES-GCM record): what pywebpush does through http_ece, minus its overheads.
 """
-import base64
-import hashlib
+import binascii
 import hmac
 import json
 import os
@@ -49,9 +48,13 @@ RTL_LANGUAGES = {"ar", "fa", "he", "ur"}
 _CURVE = ec.SECP256R1()
 
 
+_URLSAFE_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+
+
 def _b64decode(value):
+    """base64url (padded or not) as base64.urlsafe_b64decode reads it, without its per-call overheads."""
     value = value.strip()
-    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    return binascii.a2b_base64((value + "=" * (-len(value) % 4)).encode("ascii").translate(_URLSAFE_TO_STANDARD))
 
 
 def encrypt_payload(payload, *, p256dh, auth):
@@ -66,25 +69,26 @@ def encrypt_payload(payload, *, p256dh, auth):
     as_public = as_private.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
     shared = as_private.exchange(ec.ECDH(), ua_key)
     # HKDF with SHA-256 written out: each expansion needs a single HMAC block.
-    ikm = hmac.digest(hmac.digest(auth_secret, shared, hashlib.sha256),
-                      b"WebPush: info\x00" + ua_public + as_public + b"\x01", hashlib.sha256)
+    ikm = hmac.digest(hmac.digest(auth_secret, shared, "sha256"),
+                      b"WebPush: info\x00" + ua_public + as_public + b"\x01", "sha256")
     salt = os.urandom(16)
-    prk = hmac.digest(salt, ikm, hashlib.sha256)
-    cek = hmac.digest(prk, b"Content-Encoding: aes128gcm\x00\x01", hashlib.sha256)[:16]
-    nonce = hmac.digest(prk, b"Content-Encoding: nonce\x00\x01", hashlib.sha256)[:12]
+    prk = hmac.digest(salt, ikm, "sha256")
+    cek = hmac.digest(prk, b"Content-Encoding: aes128gcm\x00\x01", "sha256")[:16]
+    nonce = hmac.digest(prk, b"Content-Encoding: nonce\x00\x01", "sha256")[:12]
     # One record: the payload, then the last-record delimiter 0x02 (no padding).
     ciphertext = AESGCM(cek).encrypt(nonce, payload + b"\x02", None)
     return salt + RECORD_SIZE.to_bytes(4, "big") + bytes([len(as_public)]) + as_public + ciphertext
 
 
-def build_payload(message):
-    """The JSON the service worker (static/tanbih/sw.js) reads, from the message's rendered push content."""
-    content = message.content or {}
+def payload_parts(content, locale):
+    """The JSON the service worker (static/tanbih/sw.js) reads, from a message's rendered push content and
+    locale, as the bytes before and after the message's code: build_payload puts the code between them, and
+    the messages of a campaign's chunk, which share their content, share these parts."""
     payload = {
         "title": content.get("title") or "",
         "body": content.get("body") or "",
         "url": content.get("url") or "",
-        "code": message.code,
+        "code": "",
     }
     for name in ("icon", "image", "badge", "tag"):
         if content.get(name):
@@ -96,11 +100,20 @@ def build_payload(message):
     ]
     if actions:
         payload["actions"] = actions
-    locale = (message.locale or "").strip()
+    locale = (locale or "").strip()
     if locale:
         payload["lang"] = locale
         payload["dir"] = "rtl" if locale.split("-")[0].lower() in RTL_LANGUAGES else "ltr"
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    # Inside a JSON string a quote is escaped, so this is the top-level "code" member and nothing else.
+    at = text.index(b',"code":""') + len(b',"code":')
+    return text[:at], text[at + 2:]
+
+
+def build_payload(message, parts=None):
+    """The payload of one message: `parts` (payload_parts of its content and locale) around its code."""
+    before, after = parts or payload_parts(message.content or {}, message.locale)
+    return before + json.dumps(message.code, ensure_ascii=False).encode() + after
 
 
 def push_headers(content, authorization):
@@ -169,14 +182,41 @@ class PushResponse:
         self.status, self.headers, self.body, self.keep_alive = status, headers, body, keep_alive
 
 
-def build_request(target, host, headers, body):
-    lines = [f"POST {target} HTTP/1.1", f"Host: {host}"]
-    lines.extend(f"{name}: {value}" for name, value in headers.items())
-    lines.append(f"Content-Length: {len(body)}")
+def request_head(host, headers):
+    """The header lines of a push request, from Host to the last header before Content-Length."""
+    lines = [f"Host: {host}", *(f"{name}: {value}" for name, value in headers.items())]
     for line in lines:
         if "\r" in line or "\n" in line:
             raise ValueError("A header may not contain a line break.")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+    return ("\r\n".join(lines) + "\r\n").encode("latin-1")
+
+
+def build_request(target, head, body):
+    """One POST: the request line for `target`, `head` (request_head), Content-Length and the body."""
+    if "\r" in target or "\n" in target or " " in target:
+        raise ValueError("The request target may not contain a space or a line break.")
+    return b"POST %s HTTP/1.1\r\n%sContent-Length: %d\r\n\r\n%s" % (target.encode("latin-1"), head, len(body), body)
+
+
+class Rendering:
+    """What the messages of a batch share while their content and locale are the same (a campaign's chunk):
+    the payload around the code, and per push service and VAPID header, the request's header lines."""
+
+    __slots__ = ("content", "locale", "parts", "route", "authorization", "head")
+
+    def __init__(self, content, locale):
+        self.content, self.locale = content, locale
+        self.parts = payload_parts(content, locale)
+        self.route = self.authorization = self.head = None
+
+    def fits(self, content, locale):
+        return locale == self.locale and content == self.content
+
+    def request(self, route, authorization, target, body):
+        if route is not self.route or authorization != self.authorization:
+            self.head = request_head(route.host, push_headers(self.content, authorization))
+            self.route, self.authorization = route, authorization
+        return build_request(target, self.head, body)
 
 
 class AnswerReader:
@@ -361,13 +401,14 @@ class _Batch:
         prepare = self.backend._prepare
         total = len(messages)
         following = 0
+        rendering = None
         try:
             while True:
                 while self.active < self.limit and following < total:
                     index = following
                     following += 1
                     try:
-                        pool, request = prepare(messages[index])
+                        rendering, pool, request = prepare(messages[index], rendering)
                     except DeliveryError as error:
                         self.results[index] = error
                         continue
@@ -387,7 +428,13 @@ class _Batch:
             conn = conns.pop()
             push.reused = True
         else:
-            conn = push.pool._get_conn()  # one the pool still holds open, or a new (unconnected) one
+            try:
+                conn = push.pool._get_conn()  # one the pool still holds open, or a new (unconnected) one
+            except urllib3.exceptions.ClosedPoolError as error:
+                # Its pool was evicted (more push-service origins than the session keeps): the next try opens anew.
+                self.results[push.index] = connection_error(error)
+                self.active -= 1
+                return
             self.held.append((push.pool, conn))
             push.reused = conn.sock is not None
         push.conn = conn
@@ -534,12 +581,12 @@ class _Batch:
         now = time.monotonic()
         timeout = max(0.0, timers[0][0] - now) if timers else None
         if self.connecting:
-            timeout = CONNECT_POLL_SECONDS if timeout is None else min(timeout, CONNECT_POLL_SECONDS)
             if len(self.connecting) == self.active:
-                # Nothing but connections being opened: wait on them rather than poll.
-                futures.wait([push.connecting for push in self.connecting], timeout=timeout,
-                             return_when=futures.FIRST_COMPLETED)
+                # Nothing in flight but connections being opened (each within its connect timeout): wait on them.
+                futures.wait([push.connecting for push in self.connecting], return_when=futures.FIRST_COMPLETED)
                 timeout = 0.0
+            else:
+                timeout = CONNECT_POLL_SECONDS if timeout is None else min(timeout, CONNECT_POLL_SECONDS)
         for key, events in self.selector.select(timeout):
             conn = key.data
             push = self.owner.get(conn)
@@ -637,13 +684,20 @@ class WebPushBackend(ChannelBackend):
         """Send with up to PUSH_SENDS_IN_FLIGHT requests in flight; results in the order of `messages`."""
         return _Batch(self, list(messages)).run()
 
-    def _prepare(self, message):
-        """(pool, request bytes) for one message, or DeliveryError when it cannot be sent."""
+    def _prepare(self, message, rendering=None):
+        """(Rendering, pool, request bytes) for one message, or DeliveryError when it cannot be sent.
+
+        `rendering` is the previous message's: reused when this one has the same content and locale.
+        """
         subscription = message.push_subscription
         if subscription is None:
             raise DeliveryError("The message has no push subscription.", permanent=True, code="no_subscription")
+        content = message.content or {}
+        if rendering is None or not rendering.fits(content, message.locale):
+            rendering = Rendering(content, message.locale)
         try:
-            body = encrypt_payload(build_payload(message), p256dh=subscription.p256dh, auth=subscription.auth)
+            body = encrypt_payload(build_payload(message, rendering.parts), p256dh=subscription.p256dh,
+                                   auth=subscription.auth)
         except (ValueError, TypeError) as error:
             raise DeliveryError(f"The subscription's keys are unusable: {error}", permanent=True,
                                 code="invalid_keys") from error
@@ -651,9 +705,9 @@ class WebPushBackend(ChannelBackend):
             raise DeliveryError(f"The encrypted payload is {len(body)} bytes; push services take {MAX_BODY_BYTES}.",
                                 permanent=True, code="payload_too_large")
         route, target = self._route(subscription.endpoint)
-        headers = push_headers(message.content or {}, self.signer.authorization(origin=route.audience))
         try:
-            return route.pool, build_request(target, route.host, headers, body)
+            return rendering, route.pool, rendering.request(route, self.signer.authorization(origin=route.audience),
+                                                            target, body)
         except ValueError as error:
             raise DeliveryError(f"The push endpoint cannot be requested: {error}", permanent=True,
                                 code="invalid_endpoint") from error

@@ -3,6 +3,7 @@
 The services here are real sockets on 127.0.0.1 (tests/delivery/test_webpush.py's
 LocalPushService and RawPushService); the answers are what push services write.
 """
+import json
 import threading
 
 import certifi
@@ -12,7 +13,9 @@ from delivery.channels import reset_backends
 from delivery.channels.base import DeliveryError, SendResult
 from delivery.channels.webpush import WebPushBackend
 from subscribers.management.commands.generate_vapid_keys import generate_vapid_keypair
-from tests.delivery.test_webpush import LocalPushService, RawPushService, make_message, tls_service_context
+from tests.delivery.test_webpush import (ARABIC_CONTENT, LocalPushService, RawPushService, emulator_message,
+                                         make_message, tls_service_context)
+from tests.peers import web_push_service  # noqa: F401 - fixture: the push service emulator
 
 pytestmark = pytest.mark.django_db
 
@@ -37,6 +40,26 @@ def make_backend(settings, vapid_keys):
 
     yield make
     reset_backends()
+
+
+def test_in_a_batch_each_subscriber_decrypts_their_own_message_whatever_came_before(  # noqa: F811
+        make_backend, settings, web_push_service, vapid_keys):
+    settings.PUSH_ALLOWED_ENDPOINTS = [web_push_service.origin]
+    backend = make_backend()
+    english = {**ARABIC_CONTENT, "title": "Your cart is waiting", "ttl": 60, "urgency": "low"}
+    variants = [(ARABIC_CONTENT, "ar"), (ARABIC_CONTENT, "ar"), (english, "en"), (english, "en"),
+                (ARABIC_CONTENT, "en-GB"), (ARABIC_CONTENT, "ar")]
+    pairs = [emulator_message(web_push_service, vapid_keys, content=dict(content), locale=locale)
+             for content, locale in variants]
+
+    results = backend.send_many([message for message, _ in pairs])
+
+    assert all(isinstance(result, SendResult) for result in results)
+    received = [json.loads(web_push_service.messages(client_hash)[0]) for _, client_hash in pairs]
+    assert [payload["code"] for payload in received] == [message.code for message, _ in pairs]
+    assert [payload["title"] for payload in received] == [content["title"] for content, _ in variants]
+    assert [(payload["lang"], payload["dir"]) for payload in received] == [
+        ("ar", "rtl"), ("ar", "rtl"), ("en", "ltr"), ("en", "ltr"), ("en-GB", "ltr"), ("ar", "rtl")]
 
 
 def test_a_batch_larger_than_the_pushes_in_flight_goes_out_whole_on_that_many_connections(make_backend, settings):
