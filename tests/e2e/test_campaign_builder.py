@@ -67,3 +67,49 @@ def test_the_campaign_pages_mirror_in_arabic(marketer_page):
     header = page.locator(".app-header").bounding_box()
     brand = page.locator(".brand").bounding_box()
     assert brand["x"] + brand["width"] > header["x"] + header["width"] / 2  # the brand sits on the right
+
+
+def test_a_push_campaign_reaches_100_percent_and_every_browser_decrypts_its_message(
+        marketer_page, settings, web_push_service):
+    import json
+
+    from subscribers import services as subscriber_services
+    from subscribers.management.commands.generate_vapid_keys import generate_vapid_keypair
+
+    settings.VAPID_PUBLIC_KEY, settings.VAPID_PRIVATE_KEY = generate_vapid_keypair()
+    settings.PUSH_ALLOWED_ENDPOINTS = [web_push_service.origin]
+    settings.DELIVERY_BACKENDS = {**settings.DELIVERY_BACKENDS, "push": "delivery.channels.webpush.WebPushBackend"}
+    reset_backends()
+    page = marketer_page
+    browsers = []
+    fans = []
+    for n in range(4):
+        fan = shopper(100 + n)
+        subscribed = web_push_service.subscribe(settings.VAPID_PUBLIC_KEY)
+        subscriber_services.register_push_subscription(subscriber=fan, endpoint=subscribed["endpoint"],
+                                                       **subscribed["keys"])
+        browsers.append(subscribed["clientHash"])
+        fans.append(fan)
+    segment = Segment.objects.create(name="Browsers", kind="static")
+    SegmentMembership.objects.bulk_create([SegmentMembership(segment=segment, subscriber=s) for s in fans])
+    template("flash-sale", channels=("push",), title="Flash sale")
+
+    page.fill("#new-name", "Flash sale")
+    page.click("text=New campaign")
+    page.wait_for_url("**/edit/")
+    page.get_by_label("Browsers").first.check()
+    page.select_option("#id_channel_0", "push")
+    page.select_option("#id_variants-0-template", label="flash-sale")
+    page.click("text=Save and review")
+    page.click("button:has-text('Send now')")
+    page.wait_for_url("**/app/campaigns/*/")
+    page.wait_for_function(
+        "document.querySelector('[role=progressbar]').getAttribute('aria-valuenow') === '100'")
+
+    campaign = Campaign.objects.get()
+    codes = set(Message.objects.filter(source_type="campaign", source_id=f"{campaign.pk}:A", status="sent")
+                .values_list("code", flat=True))
+    assert len(codes) == 4
+    received = [json.loads(body) for client_hash in browsers for body in web_push_service.messages(client_hash)]
+    assert {payload["code"] for payload in received} == codes
+    assert {payload["title"] for payload in received} == {"Flash sale"}
