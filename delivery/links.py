@@ -18,6 +18,7 @@ import hmac
 import re
 from functools import lru_cache
 from html import escape, unescape
+from html.entities import html5 as HTML5_ENTITIES
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -38,7 +39,11 @@ _CLOSING = {")": "(", "]": "[", "}": "{"}
 _A_TAG = re.compile(r"<a(?=[\s/>])(?:[^>\"']|\"[^\"]*\"|'[^']*')*>", re.IGNORECASE)
 # One attribute of a start tag: name, then an optional value (double-, single- or un-quoted).
 _ATTRIBUTE = re.compile(r"([^\s\"'>/=]+)(\s*=\s*)?(\"[^\"]*\"|'[^']*'|[^\s\"'>]+)?")
+# A character reference in an attribute value: numeric, or a name with or without its ";".
+_CHARREF = re.compile(r"&(#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]*;?)")
 _SPLIT_CACHE_SIZE = 256
+# Email HTML can be 100 kB: fewer of them, so a worker's memory stays small.
+_HTML_CACHE_SIZE = 32
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 # A link's signature: 9 bytes of HMAC-SHA256, 12 characters of URL-safe base64 (SMS count every character).
 SIGNATURE_BYTES = 9
@@ -130,7 +135,30 @@ def _split_text(text):
     return tuple(pieces)
 
 
-@lru_cache(maxsize=_SPLIT_CACHE_SIZE)
+def _unescape_attribute(value):
+    """An attribute value as a browser reads it.
+
+    Unlike html.unescape, a name without ";" followed by "=" ("?a=1&reg=sa") is
+    left as written, as browsers do in attributes; otherwise the stored link
+    would not be the one the marketer's HTML pointed to.
+    """
+    if "&" not in value:
+        return value
+
+    def decode(match):
+        reference = match.group(1)
+        if reference.startswith("#"):
+            return unescape(match.group())
+        if reference.endswith(";"):
+            return HTML5_ENTITIES.get(reference, match.group())
+        if reference in HTML5_ENTITIES and not value.startswith("=", match.end()):
+            return HTML5_ENTITIES[reference]
+        return match.group()
+
+    return _CHARREF.sub(decode, value)
+
+
+@lru_cache(maxsize=_HTML_CACHE_SIZE)
 def _split_html(html):
     """(literal, (raw value, url), literal, …) for the http(s) hrefs of <a> tags, or None when there are none.
 
@@ -146,7 +174,7 @@ def _split_html(html):
             raw = attribute.group(3)
             if raw:
                 value = raw[1:-1] if raw[0] in "\"'" else raw
-                url = unescape(value).strip()
+                url = _unescape_attribute(value).strip()
                 if _is_web_url(url):
                     pieces += [html[last:attribute.start(3)], (raw, url)]
                     last = attribute.end(3)

@@ -275,3 +275,12 @@ def test_the_message_admin_page_shows_the_links_as_the_marketer_wrote_them(admin
 
     assert SALE in page
     assert escape(outbox.click_url(message, 0)) in page
+
+
+def test_an_href_is_kept_as_a_browser_reads_it_with_entities_decoded_and_query_names_left_alone(client):
+    html = '<a href="https://shop.example.com/s?a=1&reg=sa&amp;lang=ar&#38;x=%D8%B9">تسوقي</a>'
+    message, _ = outbox.queue_message(subscriber=shopper("email"), channel="email", source_type="api",
+                                      source_id="entities", content={"subject": "s", "html": html, "text": "t"})
+
+    assert message.content["links"] == ["https://shop.example.com/s?a=1&reg=sa&lang=ar&x=%D8%B9"]
+    assert follow(client, outbox.click_url(message, 0))["Location"] == message.content["links"][0]
