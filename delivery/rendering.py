@@ -25,7 +25,8 @@ from .sms import SmsInfo, sms_info  # noqa: F401 - part of this module's contrac
 
 __all__ = [
     "RenderError", "SmsInfo", "build_context", "cart_context", "order_context", "render_message",
-    "render_sample", "render_content", "choose_content", "sms_info", "check_push_size", "html_to_text",
+    "render_sample", "render_content", "choose_content", "sms_info", "check_push_size", "push_payload_size",
+    "html_to_text",
     "validate_liquid", "validate_content", "sample_shopper", "KNOWN_VARIABLES", "PUSH_PAYLOAD_LIMIT",
 ]
 
@@ -424,11 +425,16 @@ def render_sample(*, template, channel, locale, sample_context=None):
     return track_links(render_content(content, context), channel=channel, code=PREVIEW_CODE)
 
 
-def check_push_size(content):
-    """RenderError when the push payload, encrypted with aes128gcm, would exceed 4096 bytes."""
+def push_payload_size(content):
+    """The bytes a rendered push takes once encrypted with aes128gcm, with room for the message code."""
     payload = {key: value for key, value in content.items() if key not in ("ttl", "urgency", "topic")}
     size = len(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-    encrypted = size + PUSH_CODE_ROOM + AES128GCM_OVERHEAD
+    return size + PUSH_CODE_ROOM + AES128GCM_OVERHEAD
+
+
+def check_push_size(content):
+    """RenderError when the push payload, encrypted with aes128gcm, would exceed 4096 bytes."""
+    encrypted = push_payload_size(content)
     if encrypted > PUSH_PAYLOAD_LIMIT:
         raise RenderError(
             f"the push payload would be {encrypted} bytes encrypted; the limit is {PUSH_PAYLOAD_LIMIT}"
