@@ -30,8 +30,31 @@ def setup_django():
     django.setup()
 
 
+class PushRow:
+    """What WebPushBackend.send reads of a Message: its code, locale, rendered content and push subscription."""
+
+    __slots__ = ("code", "locale", "content", "push_subscription")
+
+    def __init__(self, code, locale, content, push_subscription):
+        self.code, self.locale, self.content, self.push_subscription = code, locale, content, push_subscription
+
+
+class PushKeys:
+    """What it reads of the PushSubscription: where to send and the browser's keys."""
+
+    __slots__ = ("endpoint", "p256dh", "auth")
+
+    def __init__(self, endpoint, p256dh, auth):
+        self.endpoint, self.p256dh, self.auth = endpoint, p256dh, auth
+
+
 def tanbih_sender(name, chunks, results):
-    """Tanbih's path: Message rows read in key order, chunk by chunk, sent by WebPushBackend.send_many."""
+    """Tanbih's send path: outbox rows read in key order, chunk by chunk, sent by WebPushBackend.send_many.
+
+    Each chunk is one query of the six columns a push needs (values_list: no model instance per row, the
+    content decoded from JSON as the ORM does). outbox.deliver reads whole Message rows instead, because it
+    also claims and records them: that path is measured by `--pipeline celery`.
+    """
     setup_django()
     from delivery.channels.base import SendResult
     from delivery.channels.webpush import WebPushBackend
@@ -48,9 +71,11 @@ def tanbih_sender(name, chunks, results):
             break
         low, high = bounds
         # What send() reads, nothing more: the code, locale, content and the subscription's endpoint and keys.
-        messages = list(Message.objects.filter(pk__gte=low, pk__lte=high).select_related("push_subscription")
-                        .only("code", "locale", "content", "push_subscription__endpoint",
-                              "push_subscription__p256dh", "push_subscription__auth").order_by("pk"))
+        rows = (Message.objects.filter(pk__gte=low, pk__lte=high).order_by("pk")
+                .values_list("code", "locale", "content", "push_subscription__endpoint",
+                             "push_subscription__p256dh", "push_subscription__auth"))
+        messages = [PushRow(code, locale, content, PushKeys(endpoint, p256dh, auth) if endpoint else None)
+                    for code, locale, content, endpoint, p256dh, auth in rows]
         for result in backend.send_many(messages):
             if isinstance(result, SendResult):
                 sent += 1

@@ -5,7 +5,9 @@ connections check the resolved address at connect time (and verify TLS), and
 nothing here follows a redirect. Each push is one HTTP/1.1 exchange written and
 read here on a connection taken from the session's own pool, rather than
 `session.post`: same connections, same guard, a fraction of the CPU (requests
-spends more per call than the encryption; see docs/benchmarks.md). The VAPID
+spends more per call than the encryption; see docs/benchmarks.md). A batch's
+exchanges run from one thread on non-blocking sockets and a selector, not a
+thread each (GIL hand-offs and context switches cost more than the HTTP). The VAPID
 header comes from a per-origin cache (delivery.vapid) and the payload is
 encrypted here with `cryptography` (one ECDH, HKDF as single HMAC blocks, one
 AES-GCM record): what pywebpush does through http_ece, minus its overheads.
