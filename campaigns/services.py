@@ -215,25 +215,63 @@ def choose_winner(campaign, *, variant=None, by="", now=None):
     return campaign.winner if changed else None
 
 
-def send_test(campaign, *, subscribers, by="", now=None):
-    """Each variant to each test shopper now, on the first channel they can get it (a test, not counted)."""
+def send_test(campaign, *, subscribers, by="", now=None, channel=None):
+    """Each variant to each test shopper now, on the first channel they can get it — or on `channel` (a
+    staff member's own browser: push) — marked as a test and left out of the campaign's numbers."""
     messages = []
     batch = uuid.uuid4().hex[:12]
     for variant in campaign.variants.select_related("template").order_by("label"):
         for subscriber in subscribers:
-            channel, browsers = _test_channel(variant, subscriber)
-            if channel is None:
+            channel_used, browsers = _test_channel(variant, subscriber, only=channel)
+            if channel_used is None:
                 continue
             for browser in browsers:
                 messages.append(outbox.send_message(
-                    subscriber=subscriber, channel=channel, template=variant.template,
+                    subscriber=subscriber, channel=channel_used, template=variant.template,
                     context=variant.context or None, source_type=TEST_SOURCE_TYPE, source_id=variant.source_id,
                     occurrence=batch, transactional=True, push_subscription=browser))
     return messages
 
 
-def _test_channel(variant, subscriber):
-    for channel in variant.effective_channels():
+TEST_DEVICE_TAG = "test-device"
+
+
+def _test_device_id(user):
+    return f"staff:{user.pk}"
+
+
+def test_device_subscriber(user):
+    """The shopper profile that stands for a staff member's own browsers in test sends (created if needed)."""
+    from subscribers import services as subscriber_services
+
+    subscriber, _created = subscriber_services.upsert_subscriber(
+        external_id=_test_device_id(user), first_name=user.get_short_name() or user.get_username(),
+        tags=[TEST_DEVICE_TAG])
+    return subscriber
+
+
+def test_devices(user):
+    """The staff member's registered test browsers (active push subscriptions); no write."""
+    from subscribers.models import PushSubscription
+
+    return PushSubscription.objects.filter(subscriber__external_id=_test_device_id(user),
+                                           status=PushSubscriptionStatus.ACTIVE)
+
+
+def register_test_device(user, *, endpoint, p256dh, auth, user_agent=""):
+    """This browser receives the staff member's test sends (the endpoint passes the push SSRF guard)."""
+    from subscribers import services as subscriber_services
+    from subscribers.models import Source
+
+    subscriber = test_device_subscriber(user)
+    subscription, _created = subscriber_services.register_push_subscription(
+        subscriber=subscriber, endpoint=endpoint, p256dh=p256dh, auth=auth, user_agent=user_agent,
+        source=Source.ADMIN)
+    return subscription
+
+
+def _test_channel(variant, subscriber, only=None):
+    for channel in [only] if only else variant.effective_channels():
         if channel == DeliveryChannel.PUSH:
             browsers = list(subscriber.push_subscriptions.filter(status=PushSubscriptionStatus.ACTIVE)[:3])
             if browsers:

@@ -7,6 +7,7 @@ app_name = "campaigns"
 urlpatterns = [
     path("", views.campaign_list, name="list"),
     path("new/", views.campaign_create, name="create"),
+    path("test-device/", views.register_test_device, name="test-device"),
     path("<int:pk>/edit/", views.campaign_edit, name="edit"),
     path("<int:pk>/audience-count/", views.audience_count, name="audience-count"),
     path("<int:pk>/schedule/", views.campaign_schedule, name="schedule"),

@@ -1,9 +1,13 @@
 """The marketer's campaign pages: list, builder (audience → message → schedule → review → send), and the
 live page of a campaign being sent. Thin: campaigns.engine and campaigns.services decide."""
+import json
+
+from django.conf import settings
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db import transaction
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -24,6 +28,11 @@ PROGRESS_COLOURS = ("queued", "held", "sending", "sent", "delivered", "failed", 
 
 def _page(request, template, context):
     return render(request, template, {"section": "campaigns", **context})
+
+
+def _test_send_context(request):
+    return {"test_form": TestSendForm(), "vapid_public_key": settings.VAPID_PUBLIC_KEY,
+            "has_test_device": request.user.has_perm(CHANGE) and services.test_devices(request.user).exists()}
 
 
 @require_safe
@@ -74,7 +83,7 @@ def campaign_edit(request, pk):
         variants = Formset(instance=campaign)
     review = engine.review(campaign) if request.method == "GET" and campaign.variants.exists() else None
     return _page(request, "campaigns/edit.html", {
-        "campaign": campaign, "form": form, "variants": variants, "review": review, "test_form": TestSendForm(),
+        "campaign": campaign, "form": form, "variants": variants, "review": review, **_test_send_context(request),
         "can_change": request.user.has_perm(CHANGE),
     })
 
@@ -121,8 +130,41 @@ def campaign_schedule(request, pk):
 @require_POST
 @login_required
 @permission_required(CHANGE, raise_exception=True)
+def register_test_device(request):
+    """This browser's push subscription (JSON, as PushSubscription.toJSON() gives it) joins the staff member's
+    test devices: "Send test to my browser" reaches it."""
+    from subscribers.push_endpoints import PushEndpointRefused
+
+    try:
+        data = json.loads(request.body or b"{}")
+        endpoint, keys = str(data["endpoint"]), data["keys"]
+        p256dh, auth = str(keys["p256dh"]), str(keys["auth"])
+    except (ValueError, KeyError, TypeError):
+        return JsonResponse({"errors": [{"field": "endpoint", "code": "invalid",
+                                         "message": _("Expected a push subscription: endpoint and keys.")}]},
+                            status=400)
+    try:
+        services.register_test_device(request.user, endpoint=endpoint, p256dh=p256dh, auth=auth,
+                                      user_agent=request.headers.get("User-Agent", ""))
+    except (PushEndpointRefused, ValidationError) as refused:
+        reason = "; ".join(getattr(refused, "messages", None) or [str(refused)])
+        return JsonResponse({"errors": [{"field": "endpoint", "code": "refused", "message": reason}]}, status=400)
+    return JsonResponse({"registered": True})
+
+
+@require_POST
+@login_required
+@permission_required(CHANGE, raise_exception=True)
 def campaign_test_send(request, pk):
     campaign = get_object_or_404(Campaign, pk=pk)
+    if request.POST.get("to_my_browser"):
+        if not services.test_devices(request.user).exists():
+            messages.error(request, _("This browser is not set up for tests yet: allow notifications first."))
+        else:
+            me = services.test_device_subscriber(request.user)
+            sent = services.send_test(campaign, subscribers=[me], by=request.user.get_username(), channel="push")
+            messages.success(request, _("%(count)d test push(es) sent to your browsers.") % {"count": len(sent)})
+        return redirect(request.POST.get("next") or reverse("campaigns:edit", args=[campaign.pk]))
     form = TestSendForm(request.POST)
     if form.is_valid():
         sent = services.send_test(campaign, subscribers=form.cleaned_data["recipients"],
@@ -143,7 +185,7 @@ def campaign_detail(request, pk):
     if campaign.is_editable:
         return redirect("campaigns:edit", campaign.pk)
     return _page(request, "campaigns/detail.html", {
-        "campaign": campaign, **_progress_context(campaign), "test_form": TestSendForm(),
+        "campaign": campaign, **_progress_context(campaign), **_test_send_context(request),
         "can_change": request.user.has_perm(CHANGE),
     })
 

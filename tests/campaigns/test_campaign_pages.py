@@ -167,3 +167,31 @@ def test_the_campaign_pages_speak_arabic_right_to_left(marketer):
     page = marketer.get("/app/campaigns/").content.decode()
 
     assert '<html lang="ar" dir="rtl">' in page
+
+
+def test_a_test_device_must_be_a_push_service_on_the_allow_list(marketer):
+    refused = marketer.post("/app/campaigns/test-device/", {"endpoint": "https://127.0.0.1/steal",
+                                                            "keys": {"p256dh": "x", "auth": "y"}},
+                            content_type="application/json")
+    malformed = marketer.post("/app/campaigns/test-device/", "not json", content_type="application/json")
+
+    assert refused.status_code == 400 and refused.json()["errors"][0]["field"] == "endpoint"
+    assert malformed.status_code == 400
+    from subscribers.models import PushSubscription
+    assert not PushSubscription.objects.exists()
+
+
+def test_only_people_who_may_send_can_register_a_test_device(viewer):
+    response = viewer.post("/app/campaigns/test-device/", {}, content_type="application/json")
+
+    assert response.status_code == 403
+
+
+def test_sending_to_my_browser_without_one_says_how_to_set_it_up(marketer):
+    campaign = Campaign.objects.create(name="x", channels=["sms"])
+    Variant.objects.create(campaign=campaign, template=template("offer"))
+
+    response = marketer.post(f"/app/campaigns/{campaign.pk}/test-send/", {"to_my_browser": "1"}, follow=True)
+
+    assert "allow notifications first" in response.content.decode()
+    assert not Message.objects.exists()

@@ -113,3 +113,34 @@ def test_a_push_campaign_reaches_100_percent_and_every_browser_decrypts_its_mess
     received = [json.loads(body) for client_hash in browsers for body in web_push_service.messages(client_hash)]
     assert {payload["code"] for payload in received} == codes
     assert {payload["title"] for payload in received} == {"Flash sale"}
+
+
+def test_a_marketer_sends_a_test_to_their_own_browser(marketer_page, context, store, settings, web_push_service):
+    import json
+
+    from tests.e2e.test_storefront_sdk import PUSH_MANAGER_ON_EMULATOR
+
+    settings.PUSH_ALLOWED_ENDPOINTS = [web_push_service.origin]
+    settings.DELIVERY_BACKENDS = {**settings.DELIVERY_BACKENDS, "push": "delivery.channels.webpush.WebPushBackend"}
+    reset_backends()
+    page = marketer_page
+    page.expose_function("__pushServiceSubscribe", web_push_service.subscribe)
+    page.add_init_script(PUSH_MANAGER_ON_EMULATOR)
+    context.grant_permissions(["notifications"], origin=store["url"])
+    campaign = Campaign.objects.create(name="Eid", channels=["sms"])
+    from campaigns.models import Variant
+    Variant.objects.create(campaign=campaign, template=template("eid", channels=("sms", "push"), title="Eid Mubarak"))
+
+    page.goto(f"/app/campaigns/{campaign.pk}/edit/")
+    page.click("text=Use this browser for tests")
+    page.wait_for_selector("#to-my-browser:not([hidden])")
+    page.click("#to-my-browser")
+    page.wait_for_selector(".flash li")
+
+    from subscribers.models import PushSubscription
+    device = PushSubscription.objects.get(subscriber__external_id__startswith="staff:")
+    client_hash = device.endpoint.rsplit("/", 1)[1]
+    [received] = [json.loads(body) for body in web_push_service.messages(client_hash)]
+    assert received["title"] == "Eid Mubarak"
+    assert Message.objects.get(code=received["code"]).source_type == "campaign_test"
+    assert not Message.objects.filter(source_type="campaign").exists()
