@@ -66,6 +66,12 @@ class PushUrgency(models.TextChoices):
     HIGH = "high", _("High")
 
 
+class InAppPlacement(models.TextChoices):
+    BANNER = "banner", _("Banner at the top")
+    BOTTOM = "bottom", _("Bar at the bottom")
+    MODAL = "modal", _("Dialog (modal)")
+
+
 class MessageTemplate(models.Model):
     """What a message says, per channel and locale (TemplateContent), written in Liquid."""
 
@@ -127,7 +133,10 @@ class TemplateContent(models.Model):
     # In-app
     button_label = models.CharField(_("button label"), max_length=60, blank=True)
     button_url = models.CharField(_("button URL"), max_length=2000, blank=True)
-    placement = models.CharField(_("placement"), max_length=20, blank=True, default="banner")
+    placement = models.CharField(_("placement"), max_length=20, blank=True, default="banner",
+                                 choices=InAppPlacement.choices,
+                                 help_text=_("Where the storefront SDK shows it: a banner at the top, a bar at the "
+                                             "bottom, or a dialog in the middle of the page."))
 
     class Meta:
         verbose_name = _("template content")

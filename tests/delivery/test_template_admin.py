@@ -223,3 +223,15 @@ def test_the_list_shows_channels_locales_and_a_preview_link(admin_client):
 
 def test_the_preview_of_an_unknown_template_is_404(admin_client):
     assert admin_client.get(reverse("admin:delivery_messagetemplate_preview", args=[999999])).status_code == 404
+
+
+def test_an_in_app_message_is_placed_where_the_sdk_can_show_it(admin_client):
+    placed = post_data(inapp=[{"locale": "ar", "title": "أهلاً", "body": "خصم", "placement": "modal"}])
+    nowhere = post_data(inapp=[{"locale": "ar", "title": "أهلاً", "body": "خصم", "placement": "sidebar"}])
+
+    refused = admin_client.post(reverse("admin:delivery_messagetemplate_add"), nowhere)
+    saved = admin_client.post(reverse("admin:delivery_messagetemplate_add"), placed)
+
+    assert refused.status_code == 200 and "sidebar is not one of the available choices" in refused.content.decode()
+    assert saved.status_code == 302
+    assert MessageTemplate.objects.get().contents.get().placement == "modal"
