@@ -170,13 +170,21 @@ CELERY_TASK_ROUTES = {
     "delivery.tasks.send_transactional": {"queue": "send"},
     "delivery.tasks.send_bulk_chunk": {"queue": "bulk"},
     "delivery.tasks.dispatch_due": {"queue": "schedule"},
-    "campaigns.tasks.*": {"queue": "schedule"},
+    # A campaign's launch writes its whole audience: on the bulk queue, never in the way of the ticks.
+    "campaigns.tasks.*": {"queue": "bulk"},
+    # A journey's reaction to an event (its first step) is as urgent as a transactional send.
+    "journeys.tasks.handle_event": {"queue": "send"},
+    "journeys.tasks.*": {"queue": "schedule"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "detect-abandoned-carts": {
         "task": "subscribers.tasks.detect_abandoned_carts",
         "schedule": 60.0,
+    },
+    "journeys-tick": {
+        "task": "journeys.tasks.tick",
+        "schedule": float(env_int("JOURNEY_TICK_SECONDS", 10)),
     },
     "campaigns-tick": {
         "task": "campaigns.tasks.tick",
