@@ -176,6 +176,19 @@ def upsert_subscriber(*, external_id=None, anonymous_id=None, source=Source.API,
 
 
 @transaction.atomic
+def update_profile(*, subscriber, attributes=None, add_tags=(), remove_tags=(), source=Source.ADMIN):
+    """Merge `attributes` (null deletes) and add / remove tags on any profile, known or anonymous
+    (a journey's "update" step, an operator). Does not count as the shopper being seen. -> changed fields."""
+    subscriber = Subscriber.objects.select_for_update().get(pk=subscriber.pk)
+    tags = (set(subscriber.tags or []) | set(add_tags)) - set(remove_tags)
+    changed = _apply_profile(subscriber, {"attributes": attributes, "tags": sorted(tags)})
+    if changed:
+        subscriber.full_clean(exclude=["external_id"])
+        subscriber.save(update_fields=changed)
+    return changed
+
+
+@transaction.atomic
 def identify_subscriber(*, anonymous_id, external_id, source=Source.API, **traits):
     """Tie a browser to a store customer, merging the anonymous profile into the known one.
 

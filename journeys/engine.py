@@ -1,0 +1,523 @@
+"""The journey engine: steps, entering, advancing, goals and exits, and the scheduler's claim.
+
+A version's steps are a graph in JSON:
+
+    {"start": "wait-15m", "steps": {
+        "wait-15m": {"type": "wait", "minutes": 15, "next": "push"},
+        "push": {"type": "send", "template": "abandoned-cart", "channels": ["push"], "next": "wait-45m"},
+        "wait-45m": {"type": "wait", "minutes": 45, "next": "clicked?"},
+        "clicked?": {"type": "branch", "condition": {"clicked_last": true}, "yes": "end", "no": "sms"},
+        "sms": {"type": "send", "template": "abandoned-cart", "channels": ["whatsapp", "sms"], "next": "end"},
+        "end": {"type": "exit"}}}
+
+Step types (docs/journeys.md): wait (minutes / hours / days), wait_until (a local
+time of day, optional weekdays), wait_for_event (an event before a timeout: yes /
+no), send (a template on the first reachable of its channels; `unless_clicked`
+skips it when the enrolment's last message was clicked), branch (clicked the last
+message, an event within N minutes, or segment rules: yes / no), split (random
+paths by percent, stable per enrolment), update (attributes and tags), exit.
+
+Each step runs in its own transaction with the enrolment row locked, and a send
+step's message carries the enrolment and the step's visit in its idempotency key:
+a worker that dies between claiming and committing leaves nothing behind, and the
+rerun writes the same message once.
+"""
+import hashlib
+import zoneinfo
+from datetime import datetime, time, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from delivery import outbox
+from delivery.models import DeliveryChannel, MessageLane, MessageTemplate
+from subscribers import services as subscriber_services
+from subscribers.models import Cart, Event, Order, PushSubscriptionStatus, Subscriber
+from subscribers.segments import RulesError, compile_rules, validate_rules
+
+from .models import (
+    SOURCE_TYPE,
+    EntryRule,
+    Enrolment,
+    EnrolmentStatus,
+    Journey,
+    JourneyStatus,
+    JourneyVersion,
+    StepRun,
+)
+
+STEP_TYPES = ("wait", "wait_until", "wait_for_event", "send", "branch", "split", "update", "exit")
+WAIT_TYPES = ("wait", "wait_until", "wait_for_event")
+# A graph that loops without waiting is stopped after this many steps in one go (and goes on at the next tick).
+MAX_STEPS_PER_ADVANCE = 50
+CLAIM_LEASE = timedelta(minutes=10)
+LOOP_PAUSE = timedelta(minutes=1)
+CONTEXT_KEYS = ("cart_id", "order_id", "product", "product_id", "discount_code", "value", "currency", "items",
+                "restore_url", "category")
+
+
+class StepsError(Exception):
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{path}: {message}" for path, message in self.problems))
+
+
+# --- Checking a graph -----------------------------------------------------------------------
+
+def validate_steps(graph):
+    """Raise StepsError naming the path of every problem: unknown types, missing fields, dangling links."""
+    problems = []
+    if not isinstance(graph, dict) or not isinstance(graph.get("steps"), dict) or not graph["steps"]:
+        raise StepsError([("steps", _("expected {\"start\": key, \"steps\": {key: step}} with at least one step."))])
+    steps = graph["steps"]
+    if graph.get("start") not in steps:
+        problems.append(("start", _("the first step must be one of the steps.")))
+
+    def link(path, key, optional=False):
+        if key is None and optional:
+            return
+        if key not in steps:
+            problems.append((path, _("there is no step %(key)s.") % {"key": key}))
+
+    for key, step in steps.items():
+        path = f"steps.{key}"
+        if not isinstance(step, dict) or step.get("type") not in STEP_TYPES:
+            problems.append((f"{path}.type", _("expected one of: %(types)s.") % {"types": ", ".join(STEP_TYPES)}))
+            continue
+        kind = step["type"]
+        if kind == "wait":
+            amount = sum(int(step.get(unit) or 0) for unit in ("minutes", "hours", "days")
+                         if isinstance(step.get(unit, 0), int))
+            if amount <= 0:
+                problems.append((path, _("a wait needs minutes, hours or days.")))
+            link(f"{path}.next", step.get("next"))
+        elif kind == "wait_until":
+            try:
+                time.fromisoformat(str(step.get("time")))
+            except ValueError:
+                problems.append((f"{path}.time", _("expected a time of day such as 10:00.")))
+            weekdays = step.get("weekdays") or []
+            if not all(isinstance(d, int) and 0 <= d <= 6 for d in weekdays):
+                problems.append((f"{path}.weekdays", _("expected weekdays 0 (Monday) to 6 (Sunday).")))
+            link(f"{path}.next", step.get("next"))
+        elif kind == "wait_for_event":
+            if not step.get("event"):
+                problems.append((f"{path}.event", _("name the event to wait for.")))
+            if not isinstance(step.get("timeout_minutes"), int) or step["timeout_minutes"] <= 0:
+                problems.append((f"{path}.timeout_minutes", _("expected a number of minutes.")))
+            link(f"{path}.yes", step.get("yes"))
+            link(f"{path}.no", step.get("no"))
+        elif kind == "send":
+            if not MessageTemplate.objects.filter(slug=step.get("template") or "").exists():
+                problems.append((f"{path}.template", _("no template has this slug.")))
+            channels = step.get("channels") or []
+            if not channels or any(c not in DeliveryChannel.values for c in channels):
+                problems.append((f"{path}.channels", _("expected channels in order, e.g. [\"push\", \"sms\"].")))
+            link(f"{path}.next", step.get("next"), optional=True)
+        elif kind == "branch":
+            condition = step.get("condition") or {}
+            if "rules" in condition:
+                try:
+                    validate_rules(condition["rules"])
+                except RulesError as error:
+                    problems += [(f"{path}.condition.{inner}", message) for inner, message in error.problems]
+            elif "event" in condition:
+                if not isinstance(condition.get("within_minutes"), int):
+                    problems.append((f"{path}.condition.within_minutes", _("expected a number of minutes.")))
+            elif "clicked_last" not in condition:
+                problems.append((f"{path}.condition", _("expected clicked_last, event or rules.")))
+            link(f"{path}.yes", step.get("yes"))
+            link(f"{path}.no", step.get("no"))
+        elif kind == "split":
+            paths = step.get("paths") or []
+            if not paths or sum(int(p.get("percent") or 0) for p in paths) != 100:
+                problems.append((f"{path}.paths", _("the paths' percents must add up to 100.")))
+            for index, option in enumerate(paths):
+                link(f"{path}.paths[{index}].next", option.get("next"))
+        elif kind == "update":
+            if not isinstance(step.get("attributes", {}), dict):
+                problems.append((f"{path}.attributes", _("expected an object.")))
+            link(f"{path}.next", step.get("next"), optional=True)
+    if problems:
+        raise StepsError(problems)
+
+
+# --- Entering ----------------------------------------------------------------------------------
+
+def publish(journey, steps, *, now=None):
+    """A new version of the journey's steps (checked); enrolments in flight keep theirs."""
+    validate_steps(steps)
+    now = now or timezone.now()
+    number = (journey.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
+    version = JourneyVersion.objects.create(journey=journey, number=number, steps=steps, published_at=now)
+    Journey.objects.filter(pk=journey.pk).update(current_version=version)
+    journey.current_version = version
+    forget_interest()
+    return version
+
+
+def forget_interest():
+    """Journeys changed: this process reads the event names journeys react to again on the next event."""
+    from django.apps import apps
+
+    apps.get_app_config("journeys").forget_interest()
+
+
+def context_from_event(event):
+    """What the enrolment keeps of the event that started it (cart, order, product …)."""
+    properties = event.properties or {}
+    context = {key: properties[key] for key in CONTEXT_KEYS if key in properties}
+    context["trigger_event"] = event.name
+    context["trigger_event_id"] = event.pk
+    return context
+
+
+def may_enter(journey, subscriber, now):
+    """The entry rules: never twice at once; once ever / once per N days; the daily cap."""
+    mine = Enrolment.objects.filter(journey=journey, subscriber=subscriber, is_test=False)
+    if mine.filter(status=EnrolmentStatus.ACTIVE).exists():
+        return False
+    if journey.entry_rule == EntryRule.ONCE and mine.exists():
+        return False
+    if journey.entry_rule == EntryRule.ONCE_PER_PERIOD and mine.filter(
+            entered_at__gte=now - timedelta(days=journey.entry_period_days)).exists():
+        return False
+    if journey.daily_cap:
+        start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        if Enrolment.objects.filter(journey=journey, is_test=False, entered_at__gte=start_of_day).count() \
+                >= journey.daily_cap:
+            return False
+    return True
+
+
+def enroll(journey, subscriber, *, context=None, trigger_key="", now=None, test=False):
+    """Put a shopper in a journey (entry rules apply, except for a test run); -> Enrolment or None."""
+    now = now or timezone.now()
+    version = journey.current_version
+    if version is None or (journey.status != JourneyStatus.ACTIVE and not test):
+        return None
+    if not test and not may_enter(journey, subscriber, now):
+        return None
+    try:
+        with transaction.atomic():
+            return Enrolment.objects.create(
+                journey=journey, version=version, subscriber=subscriber, step=version.steps["start"],
+                next_run_at=now, context=context or {}, trigger_key=trigger_key, entered_at=now, is_test=test)
+    except IntegrityError:
+        return None  # already in it, or this trigger already enrolled them
+
+
+# --- Advancing ---------------------------------------------------------------------------------
+
+def _finish(enrolment, status, reason, now):
+    enrolment.status, enrolment.exit_reason, enrolment.finished_at = status, reason[:200], now
+    enrolment.next_run_at, enrolment.is_waiting, enrolment.waiting_for = None, False, ""
+
+
+def _log(enrolment, key, kind, outcome, now, **detail):
+    enrolment.visits += 1
+    StepRun.objects.create(enrolment=enrolment, step=key, kind=kind, visit=enrolment.visits, outcome=outcome,
+                           detail=detail, at=now)
+
+
+def _local_next(step, subscriber, now):
+    zone = zoneinfo.ZoneInfo(subscriber.timezone or "UTC")
+    at = time.fromisoformat(str(step["time"]))
+    weekdays = set(step.get("weekdays") or range(7))
+    local_now = now.astimezone(zone)
+    for offset in range(8):
+        day = local_now.date() + timedelta(days=offset)
+        moment = datetime.combine(day, at, tzinfo=zone)
+        if day.weekday() in weekdays and moment > local_now:
+            return moment.astimezone(zoneinfo.ZoneInfo("UTC"))
+    return now + timedelta(days=1)
+
+
+def _wait_until(step, enrolment, now):
+    if step["type"] == "wait":
+        return now + timedelta(days=step.get("days") or 0, hours=step.get("hours") or 0,
+                               minutes=step.get("minutes") or 0)
+    if step["type"] == "wait_until":
+        return _local_next(step, enrolment.subscriber, now)
+    return now + timedelta(minutes=step["timeout_minutes"])
+
+
+def _reachable(subscriber, channel):
+    if channel == DeliveryChannel.INAPP:
+        return True
+    rules = {"type": "group", "match": "all",
+             "conditions": [{"type": "reachable", "channel": channel, "operator": "is"}]}
+    return Subscriber.objects.filter(pk=subscriber.pk).filter(compile_rules(rules)).exists()
+
+
+def _message_context(enrolment):
+    """The template's variables: the enrolment's context with the cart and order read fresh."""
+    context = dict(enrolment.context or {})
+    subscriber = enrolment.subscriber
+    if context.get("cart_id"):
+        cart = Cart.objects.filter(Q(external_id=str(context["cart_id"])) | Q(pk=_int(context["cart_id"])),
+                                   subscriber=subscriber).first()
+        if cart is not None:
+            context["cart"] = cart
+    if context.get("order_id"):
+        order = Order.objects.filter(external_id=str(context["order_id"]), subscriber=subscriber).first()
+        if order is not None:
+            context["order"] = order
+    return {key: value for key, value in context.items() if not key.startswith("trigger_")}
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _send(enrolment, key, step, now):
+    """-> (outcome, detail). The message's key names the enrolment and this visit: written once."""
+    last = enrolment.last_message
+    if step.get("unless_clicked") and last is not None and last.clicked_at is not None:
+        return "skipped_clicked", {}
+    template = MessageTemplate.objects.filter(slug=step["template"]).first()
+    if template is None:
+        return "no_template", {"template": step["template"]}
+    subscriber = enrolment.subscriber
+    for channel in step["channels"]:
+        if not _reachable(subscriber, channel):
+            continue
+        browsers = [None]
+        if channel == DeliveryChannel.PUSH:
+            browsers = list(subscriber.push_subscriptions.filter(status=PushSubscriptionStatus.ACTIVE))
+        sent = []
+        for browser in browsers:
+            message, _created = outbox.queue_message(
+                subscriber=subscriber, channel=channel, template=template, context=_message_context(enrolment),
+                source_type=SOURCE_TYPE, source_id=f"{enrolment.journey_id}:{key}",
+                occurrence=f"{enrolment.pk}.{enrolment.visits + 1}", push_subscription=browser,
+                lane=MessageLane.TRANSACTIONAL, transactional=bool(step.get("transactional")))
+            sent.append(message)
+        due = [m.pk for m in sent if m.status == "queued" and m.send_at <= now]
+        if due:
+            outbox.enqueue(due, lane=MessageLane.TRANSACTIONAL, now=now)
+        enrolment.last_message = sent[0]
+        return "sent", {"channel": channel, "messages": [m.code for m in sent]}
+    return "unreachable", {"channels": step["channels"]}
+
+
+def _condition(enrolment, condition, now):
+    if "clicked_last" in condition:
+        clicked = enrolment.last_message is not None and enrolment.last_message.clicked_at is not None
+        return clicked == bool(condition["clicked_last"])
+    if "event" in condition:
+        since = max(enrolment.entered_at, now - timedelta(minutes=condition["within_minutes"]))
+        return Event.objects.filter(subscriber=enrolment.subscriber, name=condition["event"],
+                                    occurred_at__gte=since).exists()
+    return Subscriber.objects.filter(pk=enrolment.subscriber_id).filter(compile_rules(condition["rules"], now)).exists()
+
+
+def _split(enrolment, key, step):
+    bucket = int(hashlib.md5(f"{enrolment.pk}:{key}".encode()).hexdigest()[:8], 16) % 100
+    total = 0
+    for option in step["paths"]:
+        total += int(option["percent"])
+        if bucket < total:
+            return option["next"]
+    return step["paths"][-1]["next"]
+
+
+def run_step(enrolment, now):
+    """Run (or wake from) the enrolment's current step; -> True when it should go on at once."""
+    key = enrolment.step
+    step = enrolment.version.step(key)
+    if step is None:
+        _finish(enrolment, EnrolmentStatus.EXITED, f"step {key} no longer exists", now)
+        return False
+    kind = step["type"]
+    if kind in WAIT_TYPES and enrolment.is_waiting:
+        # Woken: the wait is over (or the event did not come in time).
+        enrolment.is_waiting, enrolment.waiting_for = False, ""
+        following = step.get("no") if kind == "wait_for_event" else step.get("next")
+        _log(enrolment, key, kind, "timeout" if kind == "wait_for_event" else "waited", now)
+        return _go(enrolment, following, now)
+    if kind in WAIT_TYPES:
+        enrolment.is_waiting = True
+        enrolment.next_run_at = _wait_until(step, enrolment, now)
+        enrolment.waiting_for = step.get("event", "") if kind == "wait_for_event" else ""
+        return False
+    if kind == "send":
+        outcome, detail = _send(enrolment, key, step, now)
+        _log(enrolment, key, kind, outcome, now, **detail)
+        return _go(enrolment, step.get("next"), now)
+    if kind == "branch":
+        yes = _condition(enrolment, step["condition"], now)
+        _log(enrolment, key, kind, "yes" if yes else "no", now)
+        return _go(enrolment, step["yes"] if yes else step["no"], now)
+    if kind == "split":
+        following = _split(enrolment, key, step)
+        _log(enrolment, key, kind, following, now)
+        return _go(enrolment, following, now)
+    if kind == "update":
+        changed = subscriber_services.update_profile(
+            subscriber=enrolment.subscriber, attributes=step.get("attributes") or None,
+            add_tags=step.get("add_tags") or (), remove_tags=step.get("remove_tags") or ())
+        _log(enrolment, key, kind, "updated", now, changed=changed)
+        return _go(enrolment, step.get("next"), now)
+    _log(enrolment, key, kind, "exit", now)
+    _finish(enrolment, EnrolmentStatus.COMPLETED, "reached an exit", now)
+    return False
+
+
+def _go(enrolment, following, now):
+    if not following:
+        _finish(enrolment, EnrolmentStatus.COMPLETED, "reached the end", now)
+        return False
+    enrolment.step, enrolment.next_run_at = following, now
+    return True
+
+
+SAVED_FIELDS = ["status", "step", "visits", "next_run_at", "is_waiting", "waiting_for", "last_message",
+                "finished_at", "exit_reason"]
+
+
+def advance(enrolment_id, now=None):
+    """Run the enrolment's steps until it waits or ends, one transaction per step; -> steps run."""
+    now = now or timezone.now()
+    ran = 0
+    while ran < MAX_STEPS_PER_ADVANCE:
+        with transaction.atomic():
+            enrolment = (Enrolment.objects.select_for_update(of=("self",))
+                         .select_related("version", "journey", "subscriber", "last_message")
+                         .filter(pk=enrolment_id, status=EnrolmentStatus.ACTIVE).first())
+            if enrolment is None:
+                return ran
+            journey = enrolment.journey
+            if journey.time_limit_days and enrolment.entered_at + timedelta(days=journey.time_limit_days) <= now:
+                _finish(enrolment, EnrolmentStatus.EXITED, "time limit", now)
+                enrolment.save(update_fields=SAVED_FIELDS)
+                return ran
+            if journey.status == JourneyStatus.PAUSED and not enrolment.is_test:
+                enrolment.next_run_at = now + LOOP_PAUSE
+                enrolment.save(update_fields=SAVED_FIELDS)
+                return ran
+            if enrolment.next_run_at and enrolment.next_run_at > now:
+                return ran
+            go_on = run_step(enrolment, now)
+            enrolment.save(update_fields=SAVED_FIELDS)
+            ran += 1
+        if not go_on:
+            return ran
+    Enrolment.objects.filter(pk=enrolment_id, status=EnrolmentStatus.ACTIVE).update(next_run_at=now + LOOP_PAUSE)
+    return ran
+
+
+# --- The scheduler ---------------------------------------------------------------------------
+
+def claim_due(now, limit=500):
+    """Due enrolments for this worker: locked with SKIP LOCKED, leased by moving next_run_at; -> ids."""
+    with transaction.atomic():
+        ids = list(Enrolment.objects.select_for_update(skip_locked=True)
+                   .filter(status=EnrolmentStatus.ACTIVE, next_run_at__lte=now)
+                   .order_by("next_run_at").values_list("pk", flat=True)[:limit])
+        if ids:
+            # The lease: another tick skips them; a worker that dies leaves them due again after it.
+            Enrolment.objects.filter(pk__in=ids).update(next_run_at=now + CLAIM_LEASE)
+    return ids
+
+
+def run_due(ids, now):
+    """Advance claimed enrolments (the lease is given back as each one runs)."""
+    for pk in ids:
+        Enrolment.objects.filter(pk=pk, status=EnrolmentStatus.ACTIVE).update(next_run_at=now)
+        advance(pk, now)
+    return len(ids)
+
+
+# --- Events: triggers, waits, goals ----------------------------------------------------------
+
+def _properties_match(filters, properties):
+    for item in filters or []:
+        value = properties.get(item.get("property"))
+        wanted = item.get("value")
+        operator = item.get("operator", "equals")
+        if operator == "equals" and value != wanted:
+            return False
+        if operator == "not_equals" and value == wanted:
+            return False
+        if operator == "in" and value not in (wanted or []):
+            return False
+        if operator == "exists" and value is None:
+            return False
+    return True
+
+
+def handle_event(event, now=None):
+    """An event arrived: goals convert, waits resume, triggers enrol; -> enrolment ids to advance now."""
+    now = now or timezone.now()
+    properties = event.properties or {}
+    to_advance = []
+    active = Enrolment.objects.filter(subscriber_id=event.subscriber_id, status=EnrolmentStatus.ACTIVE)
+    for enrolment in active.filter(journey__goal_event=event.name).select_related("journey"):
+        cart = (enrolment.context or {}).get("cart_id")
+        if enrolment.journey.goal_same_cart and cart and properties.get("cart_id") not in (None, "", cart):
+            continue
+        Enrolment.objects.filter(pk=enrolment.pk, status=EnrolmentStatus.ACTIVE).update(
+            status=EnrolmentStatus.CONVERTED, finished_at=now, next_run_at=None, is_waiting=False,
+            waiting_for="", exit_reason=f"goal: {event.name}")
+    for enrolment in active.filter(waiting_for=event.name, is_waiting=True).select_related("version"):
+        step = enrolment.version.step(enrolment.step) or {}
+        if step.get("type") != "wait_for_event" or not _properties_match(step.get("properties"), properties):
+            continue
+        with transaction.atomic():
+            if Enrolment.objects.filter(pk=enrolment.pk, status=EnrolmentStatus.ACTIVE, is_waiting=True).update(
+                    is_waiting=False, waiting_for="", step=step["yes"], next_run_at=now, visits=enrolment.visits + 1):
+                StepRun.objects.create(enrolment=enrolment, step=enrolment.step, kind="wait_for_event",
+                                       visit=enrolment.visits + 1, outcome="event", at=now,
+                                       detail={"event_id": event.pk})
+                to_advance.append(enrolment.pk)
+    subscriber = None
+    for journey in Journey.objects.filter(status=JourneyStatus.ACTIVE, trigger_kind="event",
+                                          trigger_event=event.name).select_related("current_version"):
+        if not _properties_match((journey.trigger or {}).get("properties"), properties):
+            continue
+        subscriber = subscriber or Subscriber.objects.get(pk=event.subscriber_id)
+        enrolment = enroll(journey, subscriber, context=context_from_event(event),
+                           trigger_key=f"event:{event.pk}", now=now)
+        if enrolment is not None:
+            to_advance.append(enrolment.pk)
+    return to_advance
+
+
+def interesting_event_names():
+    """Event names any active journey reacts to (trigger, goal, a wait): the signal handler's filter."""
+    names = set()
+    for trigger, goal, steps in Journey.objects.filter(status=JourneyStatus.ACTIVE).values_list(
+            "trigger_event", "goal_event", "current_version__steps"):
+        names |= {trigger, goal}
+        for step in ((steps or {}).get("steps") or {}).values():
+            if isinstance(step, dict) and step.get("type") == "wait_for_event":
+                names.add(step.get("event"))
+    return {name for name in names if name}
+
+
+def exit_on_lost_consent(subscriber_id, channel, now=None):
+    """A revoked consent ends enrolments that can no longer reach the shopper on any channel they send on."""
+    now = now or timezone.now()
+    exited = 0
+    subscriber = Subscriber.objects.filter(pk=subscriber_id).first()
+    if subscriber is None:
+        return 0
+    for enrolment in Enrolment.objects.filter(subscriber_id=subscriber_id,
+                                              status=EnrolmentStatus.ACTIVE).select_related("version"):
+        channels = {c for step in (enrolment.version.steps.get("steps") or {}).values()
+                    if isinstance(step, dict) and step.get("type") == "send" for c in step.get("channels") or []}
+        if channel not in channels:
+            continue
+        if any(_reachable(subscriber, other) for other in channels):
+            continue
+        exited += Enrolment.objects.filter(pk=enrolment.pk, status=EnrolmentStatus.ACTIVE).update(
+            status=EnrolmentStatus.EXITED, finished_at=now, next_run_at=None, is_waiting=False, waiting_for="",
+            exit_reason=f"lost consent: {channel}")
+    return exited
+

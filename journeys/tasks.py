@@ -1,0 +1,39 @@
+"""Celery wrappers for journeys: they take ids and call journeys.engine."""
+from celery import shared_task
+from django.utils import timezone
+
+from subscribers.models import Event
+
+from . import engine
+
+TICK_BATCH = 500
+
+
+@shared_task(name="journeys.tasks.tick", time_limit=300, soft_time_limit=280)
+def tick():
+    """celery-beat, every JOURNEY_TICK_SECONDS: claim due enrolments in batches (SKIP LOCKED) and advance them."""
+    now = timezone.now()
+    total = 0
+    while True:
+        ids = engine.claim_due(now, limit=TICK_BATCH)
+        if not ids:
+            return total
+        total += engine.run_due(ids, now)
+
+
+@shared_task(name="journeys.tasks.handle_event", time_limit=120, soft_time_limit=100)
+def handle_event(event_id):
+    """An event some journey reacts to: goals, waits, triggers; the first steps run now, not at the next tick."""
+    event = Event.objects.filter(pk=event_id).first()
+    if event is None:
+        return 0
+    now = timezone.now()
+    ids = engine.handle_event(event, now=now)
+    for pk in ids:
+        engine.advance(pk, now)
+    return len(ids)
+
+
+@shared_task(name="journeys.tasks.consent_revoked", time_limit=120, soft_time_limit=100)
+def consent_revoked(subscriber_id, channel):
+    return engine.exit_on_lost_consent(subscriber_id, channel)
