@@ -161,7 +161,7 @@ def test_the_editor_shows_arabic_and_english_for_every_channel_with_a_preview(ma
     for channel in ("push", "sms", "whatsapp", "email", "inapp"):
         for locale in ("ar", "en"):
             assert f'id="slot-{channel}-{locale}"' in page
-    assert 'hx-trigger="keyup changed delay:400ms, change"' in page
+    assert 'hx-trigger="input changed delay:400ms, change"' in page
     # The saved Arabic push is already previewed for the sample shopper, right-to-left.
     assert 'data-platform="android"' in page
     assert "نورة، سلتك بانتظارك" in page
