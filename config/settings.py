@@ -186,6 +186,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "journeys.tasks.tick",
         "schedule": float(env_int("JOURNEY_TICK_SECONDS", 10)),
     },
+    "journeys-scan-triggers": {
+        "task": "journeys.tasks.scan_triggers",
+        "schedule": float(env_int("JOURNEY_TRIGGER_SCAN_SECONDS", 300)),
+    },
     "campaigns-tick": {
         "task": "campaigns.tasks.tick",
         "schedule": float(env_int("CAMPAIGN_TICK_SECONDS", 15)),
@@ -434,3 +438,13 @@ CAMPAIGN_BEST_HOUR_PROVIDER = env("CAMPAIGN_BEST_HOUR_PROVIDER", "")
 SMS_COST_PER_SEGMENT = env("SMS_COST_PER_SEGMENT", "0.05")
 SMS_COST_CURRENCY = env("SMS_COST_CURRENCY", "USD")
 STORE_TIMEZONE = env("STORE_TIMEZONE", "UTC")  # the timezone the marketer UI reads and shows dates and times in
+
+# --- Journeys ---------------------------------------------------------------------
+# How often celery-beat runs the journey tick (due enrolments advanced), and the periodic triggers.
+JOURNEY_TICK_SECONDS = env_int("JOURNEY_TICK_SECONDS", 10)
+JOURNEY_TRIGGER_SCAN_SECONDS = env_int("JOURNEY_TRIGGER_SCAN_SECONDS", 300)
+# Hosts a journey's webhook step may call (https; a leading dot allows subdomains). Empty: no webhook steps.
+JOURNEY_WEBHOOK_ALLOWED_HOSTS = env_list("JOURNEY_WEBHOOK_ALLOWED_HOSTS", "")
+# The key webhook calls are signed with (X-Tanbih-Signature); derived from SECRET_KEY when empty.
+JOURNEY_WEBHOOK_SECRET = env("JOURNEY_WEBHOOK_SECRET", "")
+JOURNEY_WEBHOOK_TIMEOUT_SECONDS = env_int("JOURNEY_WEBHOOK_TIMEOUT_SECONDS", 10)

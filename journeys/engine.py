@@ -37,6 +37,7 @@ from subscribers import services as subscriber_services
 from subscribers.models import Cart, Event, Order, PushSubscriptionStatus, Subscriber
 from subscribers.segments import RulesError, compile_rules, validate_rules
 
+from . import webhooks
 from .models import (
     SOURCE_TYPE,
     EntryRule,
@@ -45,10 +46,12 @@ from .models import (
     Journey,
     JourneyStatus,
     JourneyVersion,
+    SegmentMemberSnapshot,
     StepRun,
+    TriggerKind,
 )
 
-STEP_TYPES = ("wait", "wait_until", "wait_for_event", "send", "branch", "split", "update", "exit")
+STEP_TYPES = ("wait", "wait_until", "wait_for_event", "send", "branch", "split", "update", "webhook", "exit")
 WAIT_TYPES = ("wait", "wait_until", "wait_for_event")
 # A graph that loops without waiting is stopped after this many steps in one go (and goes on at the next tick).
 MAX_STEPS_PER_ADVANCE = 50
@@ -140,6 +143,12 @@ def validate_steps(graph):
             if not isinstance(step.get("attributes", {}), dict):
                 problems.append((f"{path}.attributes", _("expected an object.")))
             link(f"{path}.next", step.get("next"), optional=True)
+        elif kind == "webhook":
+            try:
+                webhooks.check_url(str(step.get("url") or ""))
+            except webhooks.WebhookRefused as refused:
+                problems.append((f"{path}.url", str(refused)))
+            link(f"{path}.next", step.get("next"), optional=True)
     if problems:
         raise StepsError(problems)
 
@@ -192,8 +201,10 @@ def may_enter(journey, subscriber, now):
     return True
 
 
-def enroll(journey, subscriber, *, context=None, trigger_key="", now=None, test=False):
-    """Put a shopper in a journey (entry rules apply, except for a test run); -> Enrolment or None."""
+def enroll(journey, subscriber, *, context=None, trigger_key="", now=None, test=False, start_at=None):
+    """Put a shopper in a journey (entry rules apply, except for a test run); -> Enrolment or None.
+
+    `start_at` delays the first step (a birthday greeting at 10:00 local time)."""
     now = now or timezone.now()
     version = journey.current_version
     if version is None or (journey.status != JourneyStatus.ACTIVE and not test):
@@ -204,7 +215,8 @@ def enroll(journey, subscriber, *, context=None, trigger_key="", now=None, test=
         with transaction.atomic():
             return Enrolment.objects.create(
                 journey=journey, version=version, subscriber=subscriber, step=version.steps["start"],
-                next_run_at=now, context=context or {}, trigger_key=trigger_key, entered_at=now, is_test=test)
+                next_run_at=start_at or now, context=context or {}, trigger_key=trigger_key, entered_at=now,
+                is_test=test)
     except IntegrityError:
         return None  # already in it, or this trigger already enrolled them
 
@@ -364,9 +376,53 @@ def run_step(enrolment, now):
             add_tags=step.get("add_tags") or (), remove_tags=step.get("remove_tags") or ())
         _log(enrolment, key, kind, "updated", now, changed=changed)
         return _go(enrolment, step.get("next"), now)
+    if kind == "webhook":
+        _log(enrolment, key, kind, "queued", now, url=step["url"])
+        enrolment_id, visit = enrolment.pk, enrolment.visits
+        transaction.on_commit(lambda: _call_webhook_later(enrolment_id, visit))
+        return _go(enrolment, step.get("next"), now)
     _log(enrolment, key, kind, "exit", now)
     _finish(enrolment, EnrolmentStatus.COMPLETED, "reached an exit", now)
     return False
+
+
+def _call_webhook_later(enrolment_id, visit):
+    from .tasks import call_webhook
+
+    call_webhook.delay(enrolment_id, visit)
+
+
+def webhook_payload(enrolment, step_key):
+    subscriber = enrolment.subscriber
+    return {
+        "journey": {"id": enrolment.journey_id, "name": enrolment.journey.name}, "step": step_key,
+        "enrolment": enrolment.pk, "entered_at": enrolment.entered_at.isoformat(),
+        "subscriber": {"id": subscriber.pk, "external_id": subscriber.external_id, "first_name": subscriber.first_name,
+                       "last_name": subscriber.last_name, "email": subscriber.email, "phone": subscriber.phone,
+                       "locale": subscriber.locale},
+        "context": {k: v for k, v in (enrolment.context or {}).items() if not k.startswith("trigger_event_id")},
+    }
+
+
+def call_webhook(enrolment_id, visit):
+    """Make the webhook call a step queued; -> the StepRun's outcome ("called 200", "failed 500", "refused")."""
+    run = StepRun.objects.select_related("enrolment__journey", "enrolment__subscriber", "enrolment__version").filter(
+        enrolment_id=enrolment_id, visit=visit, kind="webhook").first()
+    if run is None or run.outcome not in ("queued", "retrying"):
+        return run and run.outcome
+    step = run.enrolment.version.step(run.step) or {}
+    try:
+        status = webhooks.call(step.get("url", ""), webhook_payload(run.enrolment, run.step),
+                               delivery_id=f"{enrolment_id}.{visit}")
+    except webhooks.WebhookRefused as refused:
+        outcome, detail = "refused", {"error": str(refused)}
+    except OSError as error:  # requests' connection errors and timeouts
+        outcome, detail = "retrying", {"error": f"{error.__class__.__name__}: {error}"}
+    else:
+        outcome = "called" if 200 <= status < 300 else ("retrying" if status >= 500 or status == 429 else "failed")
+        detail = {"status": status}
+    StepRun.objects.filter(pk=run.pk).update(outcome=outcome, detail={**run.detail, **detail})
+    return outcome
 
 
 def _go(enrolment, following, now):
@@ -395,6 +451,11 @@ def advance(enrolment_id, now=None):
             journey = enrolment.journey
             if journey.time_limit_days and enrolment.entered_at + timedelta(days=journey.time_limit_days) <= now:
                 _finish(enrolment, EnrolmentStatus.EXITED, "time limit", now)
+                enrolment.save(update_fields=SAVED_FIELDS)
+                return ran
+            seen = enrolment.subscriber.last_seen_at
+            if journey.trigger_kind == TriggerKind.INACTIVITY and seen and seen > enrolment.entered_at:
+                _finish(enrolment, EnrolmentStatus.EXITED, "came back", now)
                 enrolment.save(update_fields=SAVED_FIELDS)
                 return ran
             if journey.status == JourneyStatus.PAUSED and not enrolment.is_test:
@@ -521,3 +582,135 @@ def exit_on_lost_consent(subscriber_id, channel, now=None):
             exit_reason=f"lost consent: {channel}")
     return exited
 
+
+
+# --- Periodic triggers: entering a segment, a date attribute, inactivity ------------------------
+
+SCAN_CHUNK = 2000
+
+
+def _enroll_chunk(journey, subscribers, now, *, key, context=None, start_at=None):
+    entered = []
+    for subscriber in subscribers:
+        enrolment = enroll(journey, subscriber, context=dict(context or {}), trigger_key=key(subscriber), now=now,
+                           start_at=start_at(subscriber) if start_at else None)
+        if enrolment is not None:
+            entered.append(enrolment.pk)
+    return entered
+
+
+def _walk(queryset):
+    last = 0
+    while True:
+        chunk = list(queryset.filter(pk__gt=last).order_by("pk")[:SCAN_CHUNK])
+        if not chunk:
+            return
+        yield chunk
+        last = chunk[-1].pk
+
+
+def scan_segment_entered(journey, now):
+    """Shoppers who entered the segment since the last scan; the first scan only notes who is in it."""
+    from subscribers.models import Segment
+    from subscribers.segments import segment_queryset
+
+    segment = Segment.objects.filter(pk=(journey.trigger or {}).get("segment")).first()
+    if segment is None:
+        return []
+    first_scan = not SegmentMemberSnapshot.objects.filter(journey=journey).exists() and \
+        not (journey.trigger or {}).get("_scanned")
+    members = segment_queryset(segment, now)
+    entered = []
+    for chunk in _walk(members.exclude(pk__in=SegmentMemberSnapshot.objects.filter(journey=journey)
+                                       .values("subscriber_id"))):
+        SegmentMemberSnapshot.objects.bulk_create(
+            [SegmentMemberSnapshot(journey=journey, subscriber=s, seen_at=now) for s in chunk], ignore_conflicts=True)
+        if not first_scan:
+            entered += _enroll_chunk(journey, chunk, now,
+                                     key=lambda s: f"segment:{segment.pk}:{s.pk}:{now:%Y%m%d%H%M}",
+                                     context={"segment": segment.pk})
+    # Those who left may enter again later.
+    SegmentMemberSnapshot.objects.filter(journey=journey).exclude(subscriber__in=members.values("pk")).delete()
+    if first_scan:
+        Journey.objects.filter(pk=journey.pk).update(trigger={**(journey.trigger or {}), "_scanned": True})
+    return entered
+
+
+def scan_inactivity(journey, now):
+    """Shoppers not seen for N days (one enrolment per absence: the key names the last visit)."""
+    days = int((journey.trigger or {}).get("days") or 0)
+    if days <= 0:
+        return []
+    absent = Subscriber.objects.filter(last_seen_at__lte=now - timedelta(days=days),
+                                       last_seen_at__gt=now - timedelta(days=days + 30))
+    entered = []
+    for chunk in _walk(absent):
+        entered += _enroll_chunk(journey, chunk, now, key=lambda s: f"inactive:{s.pk}:{s.last_seen_at:%Y%m%d%H%M}",
+                                 context={"inactive_days": days})
+    return entered
+
+
+def _shifted(day, years=0):
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February in a year without one
+        return day.replace(year=day.year + years, day=28)
+
+
+def scan_date_attribute(journey, now):
+    """Shoppers whose date (birthday, sign-up anniversary, a custom date) falls on their local today
+    (shifted by offset_days); the first step waits for the chosen local time."""
+    trigger = journey.trigger or {}
+    attribute = trigger.get("attribute") or "birthday"
+    offset = int(trigger.get("offset_days") or 0)
+    at = time.fromisoformat(trigger.get("local_time") or "10:00")
+    yearly = trigger.get("yearly", attribute in ("birthday", "created_at"))
+    entered = []
+    for zone_name in Subscriber.objects.values_list("timezone", flat=True).distinct().order_by():
+        zone = zoneinfo.ZoneInfo(zone_name or "UTC")
+        local_today = now.astimezone(zone).date()
+        target = local_today - timedelta(days=offset)  # "3 days before the birthday": offset -3
+        shoppers = Subscriber.objects.filter(timezone=zone_name)
+        if attribute in ("birthday", "created_at"):
+            field = "birthday" if attribute == "birthday" else "created_at__date"
+            if yearly:
+                shoppers = shoppers.filter(**{f"{field}__month": target.month, f"{field}__day": target.day})
+                if target.month == 2 and target.day == 28 and not _is_leap(target.year):
+                    shoppers = Subscriber.objects.filter(timezone=zone_name).filter(
+                        Q(**{f"{field}__month": 2, f"{field}__day": 28}) | Q(**{f"{field}__month": 2,
+                                                                                f"{field}__day": 29}))
+                if attribute == "created_at":
+                    shoppers = shoppers.filter(created_at__date__lt=target)  # an anniversary, not the day itself
+            else:
+                shoppers = shoppers.filter(**{field: target})
+        else:
+            shoppers = shoppers.filter(**{f"attributes__{attribute}": target.isoformat()})
+        moment = datetime.combine(local_today, at, tzinfo=zone)
+        start = max(moment, now)
+        for chunk in _walk(shoppers):
+            entered += _enroll_chunk(journey, chunk, now, key=lambda s: f"date:{attribute}:{local_today.isoformat()}:"
+                                                                        f"{s.pk}",
+                                     context={"date_attribute": attribute, "date": target.isoformat()},
+                                     start_at=lambda s: start)
+    return entered
+
+
+def _is_leap(year):
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+SCANNERS = {
+    TriggerKind.SEGMENT_ENTERED: scan_segment_entered,
+    TriggerKind.DATE_ATTRIBUTE: scan_date_attribute,
+    TriggerKind.INACTIVITY: scan_inactivity,
+}
+
+
+def scan_triggers(now=None):
+    """The periodic triggers of every active journey; -> {journey id: enrolments}."""
+    now = now or timezone.now()
+    result = {}
+    for journey in Journey.objects.filter(status=JourneyStatus.ACTIVE, trigger_kind__in=list(SCANNERS)) \
+            .select_related("current_version"):
+        result[journey.pk] = len(SCANNERS[journey.trigger_kind](journey, now))
+    return result

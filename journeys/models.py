@@ -166,3 +166,14 @@ class StepRun(models.Model):
 
     def __str__(self):
         return f"{self.enrolment_id} · {self.step} · {self.outcome}"
+
+
+class SegmentMemberSnapshot(models.Model):
+    """Who was in a "segment entered" journey's segment at the last scan: entering = not here before."""
+
+    journey = models.ForeignKey(Journey, on_delete=models.CASCADE, related_name="segment_snapshot")
+    subscriber = models.ForeignKey("subscribers.Subscriber", on_delete=models.CASCADE, related_name="+")
+    seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["journey", "subscriber"], name="segment_snapshot_unique")]

@@ -37,3 +37,18 @@ def handle_event(event_id):
 @shared_task(name="journeys.tasks.consent_revoked", time_limit=120, soft_time_limit=100)
 def consent_revoked(subscriber_id, channel):
     return engine.exit_on_lost_consent(subscriber_id, channel)
+
+
+@shared_task(name="journeys.tasks.scan_triggers", time_limit=1800, soft_time_limit=1700)
+def scan_triggers():
+    """celery-beat, every JOURNEY_TRIGGER_SCAN_SECONDS: segment entries, dates, inactivity."""
+    return engine.scan_triggers()
+
+
+@shared_task(name="journeys.tasks.call_webhook", bind=True, max_retries=5, time_limit=60, soft_time_limit=50)
+def call_webhook(self, enrolment_id, visit):
+    """A webhook step's call, retried with backoff (30 s, 1, 2, 4, 8 min) while the receiver fails."""
+    outcome = engine.call_webhook(enrolment_id, visit)
+    if outcome == "retrying" and self.request.retries < self.max_retries:
+        raise self.retry(countdown=30 * (2 ** self.request.retries))
+    return outcome
