@@ -96,7 +96,7 @@ def render(report, celery=None, million=None, extra="", million_text=""):
         "process on non-blocking keep-alive connections, waited on with a selector (epoll); only opening a "
         "connection (address check, TLS handshake) happens in a helper thread. With a thread per exchange in "
         "flight, `send_many` cost ~580 µs of CPU per push here at 5,000 pushes, about 300 of them in GIL hand-offs "
-        "and ~11 context switches per push; the sending loop now costs ~50 µs per push beside the encryption "
+        "and ~11 context switches per push; the sending loop now costs ~45–60 µs per push beside the encryption "
         "(send, answer, selector; measured alone with a prepared request);",
         "- the messages of a chunk with the same content and locale share the payload's JSON and the request's "
         "header lines: only the message code (put between them) and the encryption differ from push to push;",

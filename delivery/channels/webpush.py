@@ -395,6 +395,7 @@ class _Batch:
         self.idle = {}  # pool -> conns idle in this batch
         self.held = []  # (pool, conn): every connection taken from a pool, given back at the end
         self.connecting = []  # pushes whose connection is being opened
+        self.opening = []  # every connect submitted, so that none is still running when the batch ends
         self.timers = deque()  # (deadline, push) in the order requests were written
         self.active = 0
 
@@ -450,6 +451,7 @@ class _Batch:
         push.deadline = 0.0  # the connection's own timeouts apply until the request is written
         push.connecting = self.backend._get_executor().submit(push.conn.connect)
         self.connecting.append(push)
+        self.opening.append(push.connecting)
 
     def _connected(self, push):
         future, push.connecting = push.connecting, None
@@ -602,13 +604,12 @@ class _Batch:
             if events & selectors.EVENT_READ:
                 self._read(push)
         if self.connecting:
-            waiting = []
-            for push in self.connecting:
+            connecting, self.connecting = self.connecting, []
+            for push in connecting:
                 if push.connecting.done():
                     self._connected(push)
                 else:
-                    waiting.append(push)
-            self.connecting = waiting
+                    self.connecting.append(push)
         now = time.monotonic()
         while timers and (timers[0][1].deadline != timers[0][0] or timers[0][0] <= now):
             deadline, push = timers.popleft()
@@ -633,7 +634,7 @@ class _Batch:
                 return
 
     def _close(self):
-        pending = [push.connecting for push in self.connecting if push.connecting is not None]
+        pending = [future for future in self.opening if not future.done()]
         if pending:
             futures.wait(pending)
         for pool, conn in self.held:
