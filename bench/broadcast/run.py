@@ -492,7 +492,18 @@ def write_docs(report):
     million = json.loads(million.read_text()) if million.exists() else None
     text = DOCS.read_text()
     DOCS.write_text(replace_section(text, render(backend or report, celery=celery, million=million,
-                                                 million_text=earlier_million_paragraph(text))))
+                                                 million_text=earlier_million_paragraph(text),
+                                                 extra="" if celery else earlier_celery_subsection(text))))
+
+
+def earlier_celery_subsection(text):
+    """The documented `--pipeline celery` subsection, kept when this machine has no results of such a run."""
+    match = re.search(r"^### The whole product path.*?(?=^" + re.escape(END) + ")", text, flags=re.M | re.S)
+    if not match:
+        return ""
+    subsection = match.group(0).rstrip()
+    note = "That run used the sending code of its date; the send figure it cites is from the same date."
+    return subsection if note in subsection else f"{subsection} {note}"
 
 
 def earlier_million_paragraph(text):
