@@ -18,7 +18,6 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST, require_safe
 
 from subscribers.validation import normalize_locale
@@ -52,7 +51,6 @@ URL_FIELDS = {"click_url", "icon", "image", "badge", "button_url", "actions", "w
               "whatsapp_content_sid", "tag", "topic"}
 # The push warning shows from this share of the limit on.
 PUSH_SIZE_WARNING = 0.9
-PLACEMENTS = (("banner", gettext_lazy("Banner")), ("modal", gettext_lazy("Modal")))
 
 
 def _page(request, template, context):
@@ -121,8 +119,6 @@ def slot_form(channel, locale, *, instance=None, data=None, readonly=False):
     # The slot decides the locale: never taken from the post, never "changed".
     form.fields["locale"].widget = forms.HiddenInput()
     form.fields["locale"].disabled = True
-    if "placement" in form.fields:
-        form.fields["placement"].widget = forms.Select(choices=PLACEMENTS)
     for name, field in form.fields.items():
         if name in URL_FIELDS:
             field.widget.attrs["dir"] = "ltr"
@@ -199,6 +195,10 @@ def preview(channel, locale, candidate=None, form=None):
     result["content"] = content
     if channel == DeliveryChannel.SMS:
         result["sms"] = sms_info(content["body"])
+    elif channel == DeliveryChannel.INAPP:
+        placements = dict(TemplateContent._meta.get_field("placement").choices or ())
+        result["placement"] = content["placement"] if content["placement"] in placements else "banner"
+        result["placement_label"] = placements.get(result["placement"], result["placement"])
     elif channel == DeliveryChannel.PUSH:
         size = push_payload_size(content)
         result["push_size"] = {"bytes": size, "limit": PUSH_PAYLOAD_LIMIT,
@@ -304,8 +304,13 @@ def template_edit(request, pk):
         form = TemplateForm(instance=template)
         channels = _slots(template, readonly=not can_change)
     for channel in channels:
-        for slot in channel["slots"]:
+        # Locales are tabs: the first one with errors is shown, else the first (the fallback locale).
+        channel["selected"] = next((index for index, slot in enumerate(channel["slots"], start=1)
+                                    if slot["form"].is_bound and slot["form"].errors), 1)
+        for index, slot in enumerate(channel["slots"], start=1):
+            slot["tab"] = index
             bound = slot["form"] if slot["form"].is_bound else None
+            slot["has_errors"] = bool(bound and bound.errors)
             slot["preview"] = preview(slot["channel"], slot["locale"],
                                       candidate=slot["form"].instance if slot["saved"] and not bound else None,
                                       form=bound)

@@ -190,6 +190,8 @@ def test_a_liquid_error_is_shown_on_its_field_with_the_line_and_nothing_is_saved
     slot = re.search(r'id="slot-sms-ar".*?</section>', page, re.S).group(0)
     assert "Line 2" in slot
     assert "Please correct the errors below." in page
+    # The Arabic tab, where the error is, is the one shown.
+    assert re.search(r'id="tab-sms-ar" data-tab="\d" checked>', page)
     assert TemplateContent.objects.get(channel="sms", locale="ar").body == "{{ first_name }}، سلتك بانتظارك"
 
 
@@ -199,6 +201,8 @@ def test_a_misspelt_variable_is_named_with_its_line(marketer):
     page = marketer.post(reverse("templates:edit", args=[template.pk]), data).content.decode()
     slot = re.search(r'id="slot-push-en".*?</section>', page, re.S).group(0)
     assert "Line 2" in slot and "frist_name" in slot
+    assert re.search(r'id="tab-push-en" data-tab="\d" checked>', page)
+    assert not re.search(r'id="tab-push-ar" data-tab="\d" checked>', page)
 
 
 def test_removing_a_locale_deletes_its_content(marketer):
@@ -324,7 +328,14 @@ def test_an_in_app_modal_is_previewed_as_a_modal(marketer):
     template = make_template()
     page = preview(marketer, template, "inapp", "ar", title="عرض اليوم", body="خصم ٢٠٪", placement="modal",
                    button_label="تسوقي", button_url="https://shop.example.com/sale").content.decode()
-    assert 'tpl-inapp-modal" dir="rtl"' in page and "تسوقي" in page
+    assert 'class="tpl-inapp tpl-inapp-modal" data-placement="modal" dir="rtl"' in page and "تسوقي" in page
+    assert "Dialog (modal)" in page
+
+
+def test_an_in_app_bar_at_the_bottom_is_previewed_at_the_bottom(marketer):
+    template = make_template()
+    page = preview(marketer, template, "inapp", "en", body="Free delivery today", placement="bottom").content.decode()
+    assert 'data-placement="bottom" dir="ltr"' in page and "Bar at the bottom" in page
 
 
 def test_the_editor_page_is_right_to_left_in_arabic(marketer):

@@ -80,14 +80,17 @@ def test_the_sms_preview_counts_characters_and_segments_as_the_marketer_types(ma
     body.press_sequentially("ب" * 10)
     count.get_by_text("71 characters, 2 segments of up to 67").wait_for()
 
+    page.click("label[for=tab-sms-en]")  # the English tab
+    assert not page.locator("#id_sms-ar-body").is_visible()
     english = page.locator("#id_sms-en-body")
     english.press_sequentially("Your order {{ order.id }} is on its way")
     page.locator("#preview-sms-en .tpl-bubble").get_by_text("Your order SO-5512 is on its way").wait_for()
     assert page.locator("#preview-sms-en .tpl-encoding").inner_text() == "GSM-7"
     assert page.locator("#preview-sms-en .tpl-bubble").get_attribute("dir") == "ltr"
     # The Arabic bubble sits on the right of the shopper's phone, the English one on the left.
-    assert text_side(page.locator("#preview-sms-ar .tpl-phone")) == "right"
     assert text_side(page.locator("#preview-sms-en .tpl-phone")) == "left"
+    page.click("label[for=tab-sms-ar]")
+    assert text_side(page.locator("#preview-sms-ar .tpl-phone")) == "right"
 
 
 def test_a_typo_in_liquid_shows_in_the_preview_with_its_line(marketer_page):
@@ -95,6 +98,7 @@ def test_a_typo_in_liquid_shows_in_the_preview_with_its_line(marketer_page):
     open_new_template(page, "Welcome")
 
     page.click("#channel-email > summary")
+    page.click("label[for=tab-email-en]")
     page.locator("#id_email-en-subject").press_sequentially("Welcome")
     page.locator("#id_email-en-html_body").press_sequentially("<p>Hello</p>\n<p>{{ frist_name }}</p>")
     error = page.locator("#preview-email-en .tpl-preview-error", has_text="frist_name")
@@ -107,6 +111,7 @@ def test_the_email_preview_shows_the_html_in_a_sandbox_where_scripts_do_not_run(
     open_new_template(page, "Back in stock")
 
     page.click("#channel-email > summary")
+    page.click("label[for=tab-email-en]")
     page.locator("#id_email-en-subject").press_sequentially("Back in stock, {{ first_name }}")
     page.locator("#id_email-en-html_body").fill(
         '<h1>Hello {{ first_name }}</h1><script>document.body.dataset.ran = "yes"</script>')
