@@ -287,7 +287,7 @@ def problems(campaign, now=None):
             except (zoneinfo.ZoneInfoNotFoundError, ValueError):
                 found.append(("recurrence_timezone", _("Unknown timezone.")))
     if campaign.holdout_percent > 50:
-        found.append(("holdout_percent", _("At most 50% can be held out.")))
+        found.append(("holdout_percent", _("At most %(percent)d%% can be held out.") % {"percent": 50}))
     return found
 
 
@@ -511,6 +511,12 @@ class Review:
     sms_currency: str = ""
     warnings: list = field(default_factory=list)
     problems: list = field(default_factory=list)
+
+    @property
+    def channel_rows(self):
+        """[(channel label, shoppers)] in priority order, for the page."""
+        labels = dict(DeliveryChannel.choices)
+        return [(labels.get(channel, channel), count) for channel, count in self.by_channel.items()]
 
 
 def review(campaign, now=None):

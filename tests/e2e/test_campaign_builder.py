@@ -144,3 +144,17 @@ def test_a_marketer_sends_a_test_to_their_own_browser(marketer_page, context, st
     assert received["title"] == "Eid Mubarak"
     assert Message.objects.get(code=received["code"]).source_type == "campaign_test"
     assert not Message.objects.filter(source_type="campaign").exists()
+
+
+def test_the_schedule_shows_only_the_fields_the_chosen_time_uses(marketer_page):
+    page = marketer_page
+    page.fill("#new-name", "Eid")
+    page.click("text=New campaign")
+    page.wait_for_url("**/edit/")
+
+    assert not page.is_visible("#id_local_time") and not page.is_visible("#id_recurrence")
+    page.check("input[name=schedule_kind][value=local_time]")
+    assert page.is_visible("#id_local_date") and page.is_visible("#id_local_time")
+    assert not page.is_visible("#id_send_at_local")
+    page.check("input[name=schedule_kind][value=recurring]")
+    assert page.is_visible("#id_recurrence") and not page.is_visible("#id_local_date")
