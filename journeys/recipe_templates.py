@@ -35,13 +35,18 @@ def coded_slug(slug, code):
     return f"{slug}-{code.lower()}" if code else slug
 
 
-def simple_template(slug, name, description, *, url, ar, en, image="", tag="", channels=("push", "email", "inapp"),
-                    email_extra_ar="", email_extra_en=""):
+def simple_template(slug, name, description, *, url, ar, en, image_of="", tag="",
+                    channels=("push", "email", "inapp"), email_extra_ar="", email_extra_en=""):
     """A template whose channels say the same thing: a title, a line of text, one button to `url`.
 
     `ar` / `en` hold title, body and button (and optionally subject and text, the
     SMS / WhatsApp wording, which defaults to the title and body and the link).
+    `image_of` names the variable holding the picture (`cart.items[0].image`);
+    without a picture the push and the in-app message go without, the email too.
     """
+    image = '{{ %s | default: "" }}' % image_of if image_of else ""
+    picture = (f'{{% if {image_of} %}}<p><img src="{{{{ {image_of} }}}}" alt="" width="280"></p>{{% endif %}}'
+               if image_of else "")
     contents = []
     for locale, copy in (("ar", ar), ("en", en)):
         wrap, extra = (_email_ar, email_extra_ar) if locale == "ar" else (_email_en, email_extra_en)
@@ -52,8 +57,6 @@ def simple_template(slug, name, description, *, url, ar, en, image="", tag="", c
                                  "image": image, "click_url": url, "tag": tag or slug,
                                  "actions": [{"action": "open", "title": copy["button"], "url": url}]})
             elif channel == "email":
-                picture = (f'{{% if {image.strip("{} ").split("|")[0].strip()} %}}<p><img src="{image}" alt="" '
-                           'width="280"></p>{% endif %}') if image else ""
                 contents.append({"channel": "email", "locale": locale, "subject": copy.get("subject") or copy["title"],
                                  "html_body": wrap(f"<h1>{copy['title']}</h1>{picture}<p>{copy['body']}</p>{extra}"
                                                    + _BUTTON.format(url=url, label=copy["button"]))})
@@ -79,7 +82,7 @@ def cart_saved():
     return simple_template(
         "abandoned-cart-saved", "Cart saved (15 min) · سلتك محفوظة",
         "Abandoned cart, first reminder: the cart is saved, one tap restores it. Needs `cart`.",
-        url="{{ cart.restore_url }}", image="{{ cart.items[0].image }}", tag="abandoned-cart",
+        url="{{ cart.restore_url }}", image_of="cart.items[0].image", tag="abandoned-cart",
         channels=("push", "inapp"),
         ar={"title": 'سلتك محفوظة{% if first_name %} يا {{ first_name }}{% endif %} 🛒',
             "body": FIRST_ITEM_AR + "{% if cart.item_count > 1 %} وغيرها{% endif %} بانتظارك — "
@@ -96,7 +99,7 @@ def cart_trust():
         "abandoned-cart-trust", "Cart: shop with confidence (4 h) · تسوّق وأنت مطمئن",
         "Abandoned cart, third message: a reason to trust the store. Edit it to say what your store really "
         "offers (delivery, guarantee, returns). Needs `cart`.",
-        url="{{ cart.restore_url }}", image="{{ cart.items[0].image }}", tag="abandoned-cart",
+        url="{{ cart.restore_url }}", image_of="cart.items[0].image", tag="abandoned-cart",
         channels=("push", "email", "whatsapp"),
         email_extra_ar=CART_TABLE_AR, email_extra_en=CART_TABLE_EN,
         ar={"title": "تسوّق وأنت مطمئن ✅", "subject": "سلتك للحين محفوظة — وطلبك بأمان معنا",
@@ -117,7 +120,7 @@ def cart_offer(code):
         coded_slug("abandoned-cart-offer", code), f"Cart: limited-time code {code} (24 h) · كود خصم لسلتك",
         f"Abandoned cart, last message: a limited-time discount code ({code}, or the event's `discount_code`). "
         "Needs `cart`.",
-        url="{{ cart.restore_url }}", image="{{ cart.items[0].image }}", tag="abandoned-cart",
+        url="{{ cart.restore_url }}", image_of="cart.items[0].image", tag="abandoned-cart",
         channels=("push", "email", "whatsapp", "sms"),
         email_extra_ar=CART_TABLE_AR, email_extra_en=CART_TABLE_EN,
         ar={"title": "هدية لسلتك 🎁", "subject": f"كود خصم لسلتك: {discount}",
@@ -133,7 +136,6 @@ def cart_offer(code):
 
 # --- Browsing, catalog events --------------------------------------------------------------------
 
-PRODUCT_IMAGE = '{{ product.image | default: "" }}'
 PRODUCT_URL = "{{ product.url | default: shop_url }}"
 
 
@@ -141,7 +143,7 @@ def browse_abandonment():
     return simple_template(
         "browse-abandonment", "Still thinking about it? · عجبك؟",
         "Browse abandonment: the product the shopper kept looking at. Uses `product` when the event carries it.",
-        url=PRODUCT_URL, image=PRODUCT_IMAGE, tag="browse",
+        url=PRODUCT_URL, image_of="product.image", tag="browse",
         ar={"title": 'عجبك {{ product.title | default: "اللي شفته" }}؟ 👀',
             "body": "للحين متوفر — ارجع له واطلبه بخطوات بسيطة.", "button": "شوفه مرة ثانية"},
         en={"title": 'Still thinking about {{ product.title | default: "it" }}? 👀',
@@ -156,7 +158,7 @@ def price_drop():
     return simple_template(
         "price-drop", "Price drop · نزل السعر",
         "Sent on `price_dropped` from the store: needs `product` (title, url, image, price, optional old_price).",
-        url="{{ product.url }}", image=PRODUCT_IMAGE, tag="price-{{ product.url }}",
+        url="{{ product.url }}", image_of="product.image", tag="price-{{ product.url }}",
         channels=("push", "email", "whatsapp", "inapp"),
         ar={"title": "نزل السعر: {{ product.title }} 📉", "body": f"{price_ar} — الحقه قبل لا يخلص.",
             "button": "اطلبه الحين"},
