@@ -25,6 +25,7 @@ from subscribers.models import (
     OrderStatus,
     PushSubscription,
     PushSubscriptionStatus,
+    Segment,
     Subscriber,
     hash_key,
 )
@@ -44,6 +45,7 @@ def store(django_db_setup, django_db_blocker):
         yield summary
         demo.flush_store()
         ApiKey.objects.all().delete()
+        Segment.objects.all().delete()  # the starter segments
 
 
 pytestmark = pytest.mark.django_db
