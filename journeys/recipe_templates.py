@@ -141,11 +141,11 @@ PRODUCT_URL = "{{ product.url | default: shop_url }}"
 
 def browse_abandonment():
     return simple_template(
-        "browse-abandonment", "Still thinking about it? · عجبك؟",
+        "browse-abandonment", "Still thinking about it? · للحين تفكر فيه؟",
         "Browse abandonment: the product the shopper kept looking at. Uses `product` when the event carries it.",
         url=PRODUCT_URL, image_of="product.image", tag="browse",
-        ar={"title": 'عجبك {{ product.title | default: "اللي شفته" }}؟ 👀',
-            "body": "للحين متوفر — ارجع له واطلبه بخطوات بسيطة.", "button": "شوفه مرة ثانية"},
+        ar={"title": 'للحين تفكر في {{ product.title | default: "اللي شفته" }}؟ 👀',
+            "body": "المنتج للحين متوفر — ارجع له واطلبه بخطوات بسيطة.", "button": "شوفه مرة ثانية"},
         en={"title": 'Still thinking about {{ product.title | default: "it" }}? 👀',
             "body": "It's still here — take another look and order in a few taps.", "button": "Take another look"})
 
@@ -193,7 +193,7 @@ def welcome_series():
             "welcome-first-order", "Welcome, day 14: your first order · طلبك الأول",
             "Welcome series, day 14: a nudge towards the first order (offers `discount_code` when there is one).",
             url=shop, tag="welcome",
-            ar={"title": 'جاهز لطلبك الأول{% if first_name %} يا {{ first_name }}{% endif %}؟ 🛍️',
+            ar={"title": '{% if first_name %}يا {{ first_name }}، {% endif %}طلبك الأول بانتظارك 🛍️',
                 "body": "{% if discount_code %}الكود {{ discount_code }} للحين بانتظارك.{% else %}"
                         "التوصيل سريع والدفع آمن والاسترجاع سهل.{% endif %}",
                 "button": "ابدأ التسوّق"},
@@ -206,7 +206,7 @@ def welcome_series():
             "Welcome series, day 30: thanks, and what the shopper would like to see.",
             url=shop, tag="welcome",
             ar={"title": "صار لك شهر معنا 🎉",
-                "body": "شكراً إنك معنا. وش تحب تشوف عندنا أكثر؟ علومك تهمنا.", "button": "شاركنا رأيك"},
+                "body": "شكراً إنك معنا. وش تحب تشوف عندنا أكثر؟ رأيك يهمنا.", "button": "شاركنا رأيك"},
             en={"title": "A month with us already 🎉",
                 "body": "Thanks for being here. What would you love to see more of? We're listening.",
                 "button": "Tell us"}),
@@ -249,8 +249,8 @@ def order_complementary():
 
 def win_back(code):
     discount = code_variable(code) if code else ""
-    offer_ar = (f"رجّعناك بخصم خاص: استخدم الكود {discount} على طلبك الجاي." if code
-                else "وصلنا أشياء جديدة كثير من آخر زيارة لك — تعال شوفها.")
+    offer_ar = (f"جبنا لك خصم خاص عشان ترجع لنا: استخدم الكود {discount} على طلبك الجاي." if code
+                else "وصلتنا أشياء جديدة كثير من آخر زيارة لك — تعال شوفها.")
     offer_en = (f"Here's a special discount to welcome you back: use the code {discount} on your next order."
                 if code else "Lots has arrived since your last visit — come and have a look.")
     last_ar = (f"الكود {discount} على وشك ينتهي — لا يفوتك." if code
