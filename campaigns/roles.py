@@ -27,6 +27,10 @@ MARKETER_PERMISSIONS = {
     ("delivery", "templatecontent"): ("add", "change", "delete", "view"),
     ("delivery", "message"): ("view",),
     ("delivery", "suppression"): ("view",),
+    ("journeys", "journey"): ("add", "change", "view"),
+    ("journeys", "journeyversion"): ("add", "view"),
+    ("journeys", "enrolment"): ("view",),
+    ("journeys", "steprun"): ("view",),
 }
 
 
