@@ -110,6 +110,8 @@ def test_a_viewer_sees_the_editor_read_only_and_cannot_save(viewer):
     data = editor_data(template, **{"sms-ar": {"body": "changed"}})
     assert viewer.post(reverse("templates:edit", args=[template.pk]), data).status_code == 403
     assert TemplateContent.objects.get(channel="sms", locale="ar").body == "{{ first_name }}، سلتك بانتظارك"
+    # Previewing writes nothing, so a viewer may try a wording out.
+    assert "Hello Nora" in preview(viewer, template, "sms", "en", body="Hello {{ first_name }}").content.decode()
 
 
 def test_a_viewer_can_neither_create_nor_duplicate(viewer):
@@ -118,6 +120,7 @@ def test_a_viewer_can_neither_create_nor_duplicate(viewer):
     assert viewer.post(reverse("templates:duplicate", args=[template.pk])).status_code == 403
     assert MessageTemplate.objects.count() == 1
     assert "New template" not in viewer.get(reverse("templates:list")).content.decode()
+    assert "Duplicate" not in viewer.get(reverse("templates:edit", args=[template.pk])).content.decode()
 
 
 # --- The list ----------------------------------------------------------------------
