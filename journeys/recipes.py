@@ -14,6 +14,8 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from delivery.models import TemplateContent
+
 from . import engine
 from . import recipe_templates as copy
 from .models import EntryRule, Journey, JourneyStatus, TriggerKind
@@ -241,6 +243,19 @@ def _free_name(name):
     return f"{name} ({number})"
 
 
+def _keep_channels_with_content(graph):
+    """A template the store already had may lack a channel the recipe sends on: the step leaves it out rather
+    than choose it for a shopper and fail to render (a step left with no channel keeps its list, and says so
+    when sending)."""
+    for step in graph["steps"].values():
+        if step["type"] != "send":
+            continue
+        has = set(TemplateContent.objects.filter(template__slug=step["template"]).values_list("channel", flat=True))
+        kept = [channel for channel in step["channels"] if channel in has]
+        if kept:
+            step["channels"] = kept
+
+
 @transaction.atomic
 def create_from_recipe(slug, *, by=None, options=None):
     """A draft journey made from the recipe, its first version published; -> Journey.
@@ -251,6 +266,7 @@ def create_from_recipe(slug, *, by=None, options=None):
     """
     recipe, made = build(slug, options)
     copy.ensure_templates(made["templates"])
+    _keep_channels_with_content(made["steps"])
     fields = {"trigger_kind": TriggerKind.EVENT, **made["journey"]}
     journey = Journey.objects.create(
         name=_free_name(str(recipe.name)), description=str(recipe.description), recipe=recipe.slug,

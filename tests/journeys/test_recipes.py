@@ -160,6 +160,17 @@ def test_a_marketers_own_template_with_the_same_slug_is_used_as_it_is():
     assert sends(journey)[0]["template"] == "abandoned-cart-saved"
 
 
+def test_a_step_does_not_send_on_a_channel_the_stores_own_template_has_no_copy_for():
+    mine = MessageTemplate.objects.create(slug="abandoned-cart", name="Our cart reminder")
+    TemplateContent.objects.create(template=mine, channel="sms", locale="ar",
+                                   body="سلتك بانتظارك {{ cart.restore_url }}")
+
+    journey = recipes.create_from_recipe("abandoned-cart")
+
+    reminder = journey.current_version.steps["steps"]["reminder"]
+    assert reminder["template"] == "abandoned-cart" and reminder["channels"] == ["sms"]
+
+
 def test_two_journeys_with_different_discount_codes_each_send_their_own_code():
     first = recipes.create_from_recipe("abandoned-cart", options={"discount_code": "SAVE10"})
     second = recipes.create_from_recipe("abandoned-cart", options={"discount_code": "EID15"})
