@@ -246,6 +246,92 @@ def chunk_size():
     return max(1, int(getattr(settings, "DELIVERY_CHUNK_SIZE", 500)))
 
 
+def _build_row(*, key, subscriber, channel, template, context, stored_context, content, source_type, source_id,
+               occurrence, push_subscription, lane, transactional, send_at, now, render_error, track):
+    """One unsaved Message: rendered (a render error makes it a failed row with the reason), links tracked."""
+    status, error = MessageStatus.QUEUED, ""
+    try:
+        locale, rendered = _render(template=template, channel=channel, subscriber=subscriber, context=context,
+                                   content=content)
+    except (render_error, RenderingUnavailable) as problem:
+        locale, rendered, status, error = subscriber.locale or "", {}, MessageStatus.FAILED, str(problem)
+    code = new_code()
+    if not error:
+        rendered = links.track_links(rendered, channel=channel, code=code, channels=track)
+    return Message(
+        idempotency_key=key, code=code, subscriber=subscriber, channel=channel, template=template,
+        locale=locale or "", source_type=source_type, source_id=str(source_id or ""),
+        occurrence=str(occurrence or ""), lane=lane,
+        is_transactional=bool(transactional or (template is not None and template.is_transactional)),
+        context=stored_context, content=rendered, push_subscription=push_subscription,
+        to=address_for(subscriber, channel, push_subscription), status=status,
+        status_reason="render_error" if error else "", error=error,
+        failed_at=now if error else None, send_at=send_at, queued_at=now,
+        dispatched_at=now if send_at <= now and not error else None,
+    )
+
+
+def _write_rows(rows, *, now):
+    """bulk_create the rows (a concurrent repeat's rows are skipped) with their history; -> the rows this call
+    wrote as (pk, status, error, send_at, idempotency_key)."""
+    with transaction.atomic():
+        Message.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+        # Rows this call wrote (not a concurrent repeat's): this call's keys and queue time.
+        written = list(Message.objects.filter(
+            idempotency_key__in=[row.idempotency_key for row in rows], queued_at=now,
+        ).values_list("pk", "status", "error", "send_at", "idempotency_key"))
+        for start in range(0, len(written), 500):
+            ids = [row[0] for row in written[start:start + 500]]
+            _log_events_where(f"id IN ({', '.join(['%s'] * len(ids))})", ids, MessageEventKind.QUEUED, now)
+        MessageEvent.objects.bulk_create([
+            _event(pk, MessageEventKind.FAILED, now, reason="render_error", error=error)
+            for pk, status, error, _at, _key in written if status == MessageStatus.FAILED])
+    return written
+
+
+def queue_many(drafts, *, now=None, lane=MessageLane.TRANSACTIONAL):
+    """Write many messages, each with its own subscriber, context and key (a journey step for a batch of
+    enrolments), in a few statements, and hand the due ones to the senders after commit.
+
+    Each draft is a dict with subscriber, channel, template, context, source_type, source_id, occurrence
+    and optionally push_subscription, transactional, send_at. A draft whose key exists writes nothing.
+    -> {idempotency key: (pk, code, status)} for every draft, new or already there.
+    """
+    now = now or timezone.now()
+    render_error = _render_error_class()
+    track = links.tracked_channels()
+    keyed = {}
+    for draft in drafts:
+        browser = draft.get("push_subscription")
+        key = idempotency_key_for(
+            source_type=draft["source_type"], source_id=draft["source_id"], subscriber_id=draft["subscriber"].pk,
+            channel=draft["channel"], occurrence=draft.get("occurrence", ""),
+            push_subscription_id=browser.pk if browser else None)
+        keyed[key] = draft
+    existing = dict((key, (pk, code, status)) for key, pk, code, status in Message.objects.filter(
+        idempotency_key__in=list(keyed)).values_list("idempotency_key", "pk", "code", "status"))
+    rows = [
+        _build_row(key=key, subscriber=draft["subscriber"], channel=draft["channel"], template=draft.get("template"),
+                   context=draft.get("context"), stored_context=storable_context(draft.get("context")),
+                   content=draft.get("content"), source_type=draft["source_type"], source_id=draft["source_id"],
+                   occurrence=draft.get("occurrence", ""), push_subscription=draft.get("push_subscription"),
+                   lane=lane, transactional=draft.get("transactional", False), send_at=draft.get("send_at") or now,
+                   now=now, render_error=render_error, track=track)
+        for key, draft in keyed.items() if key not in existing]
+    result = dict(existing)
+    if rows:
+        codes = {row.idempotency_key: row.code for row in rows}
+        written = _write_rows(rows, now=now)
+        enqueue([pk for pk, status, _error, at, _key in written if status == MessageStatus.QUEUED and at <= now],
+                lane=lane, now=now, mark=False)
+        result.update({key: (pk, codes[key], status) for pk, status, _error, _at, key in written})
+        missing = [row.idempotency_key for row in rows if row.idempotency_key not in result]
+        if missing:  # a concurrent writer won those keys
+            result.update({key: (pk, code, status) for key, pk, code, status in Message.objects.filter(
+                idempotency_key__in=missing).values_list("idempotency_key", "pk", "code", "status")})
+    return result
+
+
 def fan_out(*, audience, channel, template, source_type, source_id, occurrence="", context=None, send_at=None,
             chunk_size=1000, content=None, transactional=False, spread_per_minute=0):
     """Write one message per subscriber of `audience` (per active push subscription for push) and send.
@@ -301,51 +387,25 @@ def fan_out(*, audience, channel, template, source_type, source_id, occurrence="
         for key, (subscriber, push_subscription) in keyed.items():
             if key in existing:
                 continue
-            status, error = MessageStatus.QUEUED, ""
-            try:
-                locale, rendered = _render(template=template, channel=channel, subscriber=subscriber,
-                                           context=context, content=content)
-            except (render_error, RenderingUnavailable) as problem:
-                locale, rendered, status, error = subscriber.locale or "", {}, MessageStatus.FAILED, str(problem)
-            code = new_code()
-            if not error:
-                rendered = links.track_links(rendered, channel=channel, code=code, channels=track)
             row_at = base_at + timedelta(minutes=position // spread) if spread else base_at
             position += 1
-            rows.append(Message(
-                idempotency_key=key, code=code, subscriber=subscriber, channel=channel, template=template,
-                locale=locale or "", source_type=source_type, source_id=str(source_id or ""),
-                occurrence=str(occurrence or ""), lane=MessageLane.BULK,
-                is_transactional=bool(transactional or (template is not None and template.is_transactional)),
-                context=stored_context, content=rendered, push_subscription=push_subscription,
-                to=address_for(subscriber, channel, push_subscription), status=status,
-                status_reason="render_error" if error else "", error=error,
-                failed_at=now if error else None, send_at=row_at, queued_at=now,
-                dispatched_at=now if row_at <= now and not error else None,
-            ))
+            rows.append(_build_row(
+                key=key, subscriber=subscriber, channel=channel, template=template, context=context,
+                stored_context=stored_context, content=content, source_type=source_type, source_id=source_id,
+                occurrence=occurrence, push_subscription=push_subscription, lane=MessageLane.BULK,
+                transactional=transactional, send_at=row_at, now=now, render_error=render_error, track=track))
         if not rows:
             continue
-        with transaction.atomic():
-            Message.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
-            # Rows this call wrote (not a concurrent repeat's): this call's keys and queue time.
-            written = list(Message.objects.filter(
-                idempotency_key__in=[row.idempotency_key for row in rows], queued_at=now,
-            ).values_list("pk", "status", "error", "send_at"))
-            for start in range(0, len(written), 500):
-                ids = [pk for pk, _status, _error, _at in written[start:start + 500]]
-                _log_events_where(f"id IN ({', '.join(['%s'] * len(ids))})", ids, MessageEventKind.QUEUED, now)
-            MessageEvent.objects.bulk_create([
-                _event(pk, MessageEventKind.FAILED, now, reason="render_error", error=error)
-                for pk, status, error, _at in written if status == MessageStatus.FAILED])
-            counts["created"] += len(written)
-            counts["failed"] += sum(1 for _pk, status, _error, _at in written if status == MessageStatus.FAILED)
-            counts["existing"] += len(rows) - len(written)
-            if written:
-                latest = max(at for _pk, _status, _error, at in written)
-                counts["last_send_at"] = max(filter(None, [counts["last_send_at"], latest]))
-            if due_now:
-                enqueue([pk for pk, status, _error, at in written if status == MessageStatus.QUEUED and at <= now],
-                        lane=MessageLane.BULK, now=now, mark=False)
+        written = _write_rows(rows, now=now)
+        counts["created"] += len(written)
+        counts["failed"] += sum(1 for row in written if row[1] == MessageStatus.FAILED)
+        counts["existing"] += len(rows) - len(written)
+        if written:
+            latest = max(row[3] for row in written)
+            counts["last_send_at"] = max(filter(None, [counts["last_send_at"], latest]))
+        if due_now:
+            enqueue([pk for pk, status, _error, at, _key in written if status == MessageStatus.QUEUED and at <= now],
+                    lane=MessageLane.BULK, now=now, mark=False)
     return counts
 
 

@@ -34,7 +34,7 @@ from django.utils.translation import gettext as _
 from delivery import outbox
 from delivery.models import DeliveryChannel, MessageLane, MessageTemplate
 from subscribers import services as subscriber_services
-from subscribers.models import Cart, Event, Order, PushSubscriptionStatus, Subscriber
+from subscribers.models import Cart, Event, Order, PushSubscription, PushSubscriptionStatus, Subscriber
 from subscribers.segments import RulesError, compile_rules, validate_rules
 
 from . import webhooks
@@ -229,9 +229,12 @@ def _finish(enrolment, status, reason, now):
 
 
 def _log(enrolment, key, kind, outcome, now, **detail):
+    """Record a step run; written with the enrolment's new state (in bulk for a batch)."""
     enrolment.visits += 1
-    StepRun.objects.create(enrolment=enrolment, step=key, kind=kind, visit=enrolment.visits, outcome=outcome,
-                           detail=detail, at=now)
+    if not hasattr(enrolment, "pending_runs"):
+        enrolment.pending_runs = []
+    enrolment.pending_runs.append(StepRun(enrolment=enrolment, step=key, kind=kind, visit=enrolment.visits,
+                                          outcome=outcome, detail=detail, at=now))
 
 
 def _local_next(step, subscriber, now):
@@ -264,58 +267,106 @@ def _reachable(subscriber, channel):
     return Subscriber.objects.filter(pk=subscriber.pk).filter(compile_rules(rules)).exists()
 
 
-def _message_context(enrolment):
-    """The template's variables: the enrolment's context with the cart and order read fresh."""
-    context = dict(enrolment.context or {})
-    subscriber = enrolment.subscriber
-    if context.get("cart_id"):
-        cart = Cart.objects.filter(Q(external_id=str(context["cart_id"])) | Q(pk=_int(context["cart_id"])),
-                                   subscriber=subscriber).first()
+def _reachable_ids(subscriber_ids, channel):
+    """Which of these shoppers can get a message on `channel` now: one query (none for in-app)."""
+    if channel == DeliveryChannel.INAPP:
+        return set(subscriber_ids)
+    rules = {"type": "group", "match": "all",
+             "conditions": [{"type": "reachable", "channel": channel, "operator": "is"}]}
+    return set(Subscriber.objects.filter(pk__in=subscriber_ids).filter(compile_rules(rules))
+               .values_list("pk", flat=True))
+
+
+def _contexts(enrolments):
+    """Each enrolment's template variables, with the carts and orders read fresh in two queries."""
+    carts, orders = {}, {}
+    cart_keys = {(e.subscriber_id, str(e.context["cart_id"])) for e in enrolments if (e.context or {}).get("cart_id")}
+    if cart_keys:
+        wanted = Q(pk__in=[])
+        for subscriber_id, cart_id in cart_keys:
+            wanted |= Q(subscriber_id=subscriber_id, external_id=cart_id)
+            if cart_id.isdigit():
+                wanted |= Q(subscriber_id=subscriber_id, pk=int(cart_id))
+        for cart in Cart.objects.filter(wanted):
+            carts[(cart.subscriber_id, cart.external_id or str(cart.pk))] = cart
+            carts[(cart.subscriber_id, str(cart.pk))] = cart
+    order_keys = {(e.subscriber_id, str(e.context["order_id"])) for e in enrolments
+                  if (e.context or {}).get("order_id")}
+    if order_keys:
+        wanted = Q(pk__in=[])
+        for subscriber_id, order_id in order_keys:
+            wanted |= Q(subscriber_id=subscriber_id, external_id=order_id)
+        orders = {(o.subscriber_id, o.external_id): o for o in Order.objects.filter(wanted)}
+    contexts = {}
+    for enrolment in enrolments:
+        context = {k: v for k, v in (enrolment.context or {}).items() if not k.startswith("trigger_")}
+        cart = carts.get((enrolment.subscriber_id, str(context.get("cart_id", ""))))
         if cart is not None:
             context["cart"] = cart
-    if context.get("order_id"):
-        order = Order.objects.filter(external_id=str(context["order_id"]), subscriber=subscriber).first()
+        order = orders.get((enrolment.subscriber_id, str(context.get("order_id", ""))))
         if order is not None:
             context["order"] = order
-    return {key: value for key, value in context.items() if not key.startswith("trigger_")}
+        contexts[enrolment.pk] = context
+    return contexts
 
 
-def _int(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+def _send_many(enrolments, key, step, now):
+    """A send step for enrolments at the same step: -> {enrolment id: (outcome, detail)}.
 
-
-def _send(enrolment, key, step, now):
-    """-> (outcome, detail). The message's key names the enrolment and this visit: written once."""
-    last = enrolment.last_message
-    if step.get("unless_clicked") and last is not None and last.clicked_at is not None:
-        return "skipped_clicked", {}
+    Each message's key names the enrolment and this visit, so it is written once
+    whatever happens to the worker; the messages are written together (outbox.queue_many).
+    """
+    results = {}
+    pending = []
+    for enrolment in enrolments:
+        last = enrolment.last_message
+        if step.get("unless_clicked") and last is not None and last.clicked_at is not None:
+            results[enrolment.pk] = ("skipped_clicked", {})
+        else:
+            pending.append(enrolment)
     template = MessageTemplate.objects.filter(slug=step["template"]).first()
     if template is None:
-        return "no_template", {"template": step["template"]}
-    subscriber = enrolment.subscriber
+        results.update({e.pk: ("no_template", {"template": step["template"]}) for e in pending})
+        return results
+    contexts = _contexts(pending) if pending else {}
+    drafts, owners = [], []
     for channel in step["channels"]:
-        if not _reachable(subscriber, channel):
+        if not pending:
+            break
+        reachable = _reachable_ids([e.subscriber_id for e in pending], channel)
+        chosen = [e for e in pending if e.subscriber_id in reachable]
+        pending = [e for e in pending if e.subscriber_id not in reachable]
+        browsers = {}
+        if channel == DeliveryChannel.PUSH and chosen:
+            for browser in PushSubscription.objects.filter(
+                    subscriber_id__in=[e.subscriber_id for e in chosen], status=PushSubscriptionStatus.ACTIVE
+            ).order_by("pk"):
+                browsers.setdefault(browser.subscriber_id, []).append(browser)
+        for enrolment in chosen:
+            for browser in (browsers.get(enrolment.subscriber_id, []) if channel == DeliveryChannel.PUSH else [None]):
+                drafts.append({
+                    "subscriber": enrolment.subscriber, "channel": channel, "template": template,
+                    "context": contexts[enrolment.pk], "source_type": SOURCE_TYPE,
+                    "source_id": f"{enrolment.journey_id}:{key}", "occurrence": f"{enrolment.pk}.{enrolment.visits + 1}",
+                    "push_subscription": browser, "transactional": bool(step.get("transactional"))})
+                owners.append((enrolment, channel))
+    results.update({e.pk: ("unreachable", {"channels": step["channels"]}) for e in pending})
+    if not drafts:
+        return results
+    written = outbox.queue_many(drafts, now=now, lane=MessageLane.TRANSACTIONAL)
+    for draft, (enrolment, channel) in zip(drafts, owners):
+        browser = draft["push_subscription"]
+        pk, code, _status = written[outbox.idempotency_key_for(
+            source_type=SOURCE_TYPE, source_id=draft["source_id"], subscriber_id=enrolment.subscriber_id,
+            channel=channel, occurrence=draft["occurrence"], push_subscription_id=browser.pk if browser else None)]
+        outcome, detail = results.get(enrolment.pk, ("sent", {"channel": channel, "messages": []}))
+        if outcome != "sent":
             continue
-        browsers = [None]
-        if channel == DeliveryChannel.PUSH:
-            browsers = list(subscriber.push_subscriptions.filter(status=PushSubscriptionStatus.ACTIVE))
-        sent = []
-        for browser in browsers:
-            message, _created = outbox.queue_message(
-                subscriber=subscriber, channel=channel, template=template, context=_message_context(enrolment),
-                source_type=SOURCE_TYPE, source_id=f"{enrolment.journey_id}:{key}",
-                occurrence=f"{enrolment.pk}.{enrolment.visits + 1}", push_subscription=browser,
-                lane=MessageLane.TRANSACTIONAL, transactional=bool(step.get("transactional")))
-            sent.append(message)
-        due = [m.pk for m in sent if m.status == "queued" and m.send_at <= now]
-        if due:
-            outbox.enqueue(due, lane=MessageLane.TRANSACTIONAL, now=now)
-        enrolment.last_message = sent[0]
-        return "sent", {"channel": channel, "messages": [m.code for m in sent]}
-    return "unreachable", {"channels": step["channels"]}
+        if not detail["messages"]:
+            enrolment.last_message_id = pk
+        detail["messages"].append(code)
+        results[enrolment.pk] = (outcome, detail)
+    return results
 
 
 def _condition(enrolment, condition, now):
@@ -359,7 +410,7 @@ def run_step(enrolment, now):
         enrolment.waiting_for = step.get("event", "") if kind == "wait_for_event" else ""
         return False
     if kind == "send":
-        outcome, detail = _send(enrolment, key, step, now)
+        outcome, detail = _send_many([enrolment], key, step, now)[enrolment.pk]
         _log(enrolment, key, kind, outcome, now, **detail)
         return _go(enrolment, step.get("next"), now)
     if kind == "branch":
@@ -437,40 +488,81 @@ SAVED_FIELDS = ["status", "step", "visits", "next_run_at", "is_waiting", "waitin
                 "finished_at", "exit_reason"]
 
 
-def advance(enrolment_id, now=None):
-    """Run the enrolment's steps until it waits or ends, one transaction per step; -> steps run."""
+def _guard(enrolment, now):
+    """The checks before any step: the time limit, an inactive shopper back, a paused journey; -> go on?"""
+    journey = enrolment.journey
+    if journey.time_limit_days and enrolment.entered_at + timedelta(days=journey.time_limit_days) <= now:
+        _finish(enrolment, EnrolmentStatus.EXITED, "time limit", now)
+        return False
+    seen = enrolment.subscriber.last_seen_at
+    if journey.trigger_kind == TriggerKind.INACTIVITY and seen and seen > enrolment.entered_at:
+        _finish(enrolment, EnrolmentStatus.EXITED, "came back", now)
+        return False
+    if journey.status == JourneyStatus.PAUSED and not enrolment.is_test:
+        enrolment.next_run_at = now + LOOP_PAUSE
+        return False
+    return True
+
+
+def _save(enrolments):
+    """Write the enrolments' new state and their step runs: a few statements for a whole batch."""
+    runs = [run for e in enrolments for run in getattr(e, "pending_runs", [])]
+    if runs:
+        StepRun.objects.bulk_create(runs, batch_size=1000)
+    for e in enrolments:
+        e.pending_runs = []
+    if len(enrolments) == 1:
+        enrolments[0].save(update_fields=SAVED_FIELDS)
+    elif enrolments:
+        Enrolment.objects.bulk_update(enrolments, SAVED_FIELDS, batch_size=500)
+
+
+def advance_many(enrolment_ids, now=None):
+    """Run the enrolments' due steps until each waits or ends; -> steps run.
+
+    Round by round: the due enrolments are locked, each runs its current step —
+    sends at the same step of the same version together, in a few statements —
+    and their new state and step runs are written in one transaction per round.
+    A worker that dies mid-round leaves the round undone; the message keys make
+    the rerun write nothing twice.
+    """
     now = now or timezone.now()
-    ran = 0
-    while ran < MAX_STEPS_PER_ADVANCE:
-        with transaction.atomic():
-            enrolment = (Enrolment.objects.select_for_update(of=("self",))
-                         .select_related("version", "journey", "subscriber", "last_message")
-                         .filter(pk=enrolment_id, status=EnrolmentStatus.ACTIVE).first())
-            if enrolment is None:
-                return ran
-            journey = enrolment.journey
-            if journey.time_limit_days and enrolment.entered_at + timedelta(days=journey.time_limit_days) <= now:
-                _finish(enrolment, EnrolmentStatus.EXITED, "time limit", now)
-                enrolment.save(update_fields=SAVED_FIELDS)
-                return ran
-            seen = enrolment.subscriber.last_seen_at
-            if journey.trigger_kind == TriggerKind.INACTIVITY and seen and seen > enrolment.entered_at:
-                _finish(enrolment, EnrolmentStatus.EXITED, "came back", now)
-                enrolment.save(update_fields=SAVED_FIELDS)
-                return ran
-            if journey.status == JourneyStatus.PAUSED and not enrolment.is_test:
-                enrolment.next_run_at = now + LOOP_PAUSE
-                enrolment.save(update_fields=SAVED_FIELDS)
-                return ran
-            if enrolment.next_run_at and enrolment.next_run_at > now:
-                return ran
-            go_on = run_step(enrolment, now)
-            enrolment.save(update_fields=SAVED_FIELDS)
-            ran += 1
-        if not go_on:
+    ids, ran = list(enrolment_ids), 0
+    for _round in range(MAX_STEPS_PER_ADVANCE):
+        if not ids:
             return ran
-    Enrolment.objects.filter(pk=enrolment_id, status=EnrolmentStatus.ACTIVE).update(next_run_at=now + LOOP_PAUSE)
+        with transaction.atomic():
+            rows = list(Enrolment.objects.select_for_update(of=("self",))
+                        .select_related("version", "journey", "subscriber", "last_message")
+                        .filter(pk__in=ids, status=EnrolmentStatus.ACTIVE, next_run_at__lte=now).order_by("pk"))
+            live = [e for e in rows if _guard(e, now)]
+            go_on = set()
+            sends = {}
+            for enrolment in live:
+                step = enrolment.version.step(enrolment.step) or {}
+                if step.get("type") == "send":
+                    sends.setdefault((enrolment.version_id, enrolment.step), []).append(enrolment)
+                elif run_step(enrolment, now):
+                    go_on.add(enrolment.pk)
+            for (_version, key), group in sends.items():
+                step = group[0].version.step(key)
+                results = _send_many(group, key, step, now)
+                for enrolment in group:
+                    outcome, detail = results[enrolment.pk]
+                    _log(enrolment, key, "send", outcome, now, **detail)
+                    if _go(enrolment, step.get("next"), now):
+                        go_on.add(enrolment.pk)
+            _save(rows)
+            ran += len(live)
+        ids = sorted(go_on)
+    if ids:
+        Enrolment.objects.filter(pk__in=ids, status=EnrolmentStatus.ACTIVE).update(next_run_at=now + LOOP_PAUSE)
     return ran
+
+
+def advance(enrolment_id, now=None):
+    """Run one enrolment's steps until it waits or ends; -> steps run."""
+    return advance_many([enrolment_id], now)
 
 
 # --- The scheduler ---------------------------------------------------------------------------
@@ -488,10 +580,9 @@ def claim_due(now, limit=500):
 
 
 def run_due(ids, now):
-    """Advance claimed enrolments (the lease is given back as each one runs)."""
-    for pk in ids:
-        Enrolment.objects.filter(pk=pk, status=EnrolmentStatus.ACTIVE).update(next_run_at=now)
-        advance(pk, now)
+    """Advance claimed enrolments together (giving their lease back first)."""
+    Enrolment.objects.filter(pk__in=ids, status=EnrolmentStatus.ACTIVE).update(next_run_at=now)
+    advance_many(ids, now)
     return len(ids)
 
 
