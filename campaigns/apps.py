@@ -13,8 +13,9 @@ class CampaignsConfig(AppConfig):
 
         from .roles import ensure_roles
 
-        # The Marketers and Viewers groups, once every app's permissions exist.
-        post_migrate.connect(ensure_roles, sender=self, dispatch_uid="campaigns.ensure_roles")
+        # The Marketers and Viewers groups. Each app's permissions are created in its own post_migrate, so this
+        # runs after every app's (idempotent, a few queries) and the last run sees them all.
+        post_migrate.connect(ensure_roles, dispatch_uid="campaigns.ensure_roles")
 
         from . import engine
         from .models import SOURCE_TYPE
