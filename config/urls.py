@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("app/campaigns/", include("campaigns.urls")),
     path("app/journeys/", include("journeys.urls")),
+    path("app/segments/", include("subscribers.segment_urls")),
     path("app/templates/", include("delivery.template_urls")),
     path("", include("delivery.urls")),
     path("", include("subscribers.urls")),
