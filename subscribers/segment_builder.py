@@ -196,6 +196,8 @@ def rules_from_post(data):
             continue
         node_path, prop, key = found.groups()
         indices = tuple(int(i) for i in INDEX.findall(node_path))
+        if len(indices) > MAX_DEPTH + 2:
+            continue  # deeper than validation lets a tree be; one level past it is kept so the problem is named
         bucket = raw.setdefault(indices, {"keys": {}, "properties": {}})
         values = [v.strip() for v in data.getlist(name)]
         if prop is None:

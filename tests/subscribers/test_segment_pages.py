@@ -2,6 +2,8 @@
 problems shown at their path, saving, static lists, the preview, duplicate and delete, permissions, RTL."""
 import re
 from datetime import UTC, datetime
+from html.parser import HTMLParser
+from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -12,7 +14,7 @@ from django.urls import reverse
 from django.utils import translation
 
 from campaigns.models import Campaign
-from subscribers import services
+from subscribers import demo, services
 from subscribers.models import Segment, SegmentKind, SegmentMembership, Subscriber
 
 pytestmark = pytest.mark.django_db
@@ -449,3 +451,93 @@ def test_the_builder_is_right_to_left_in_arabic(viewer):
         html = viewer.get(reverse("segments:new")).content.decode()
 
     assert '<html lang="ar" dir="rtl">' in html
+
+
+# --- Opening and saving again keeps the rules ----------------------------------------------------
+
+class FormValues(HTMLParser):
+    """What a browser would post for the builder form: inputs, ticked boxes and selected options."""
+
+    def __init__(self):
+        super().__init__()
+        self.values, self.select = [], None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "input" and attrs.get("name") and attrs.get("type") not in ("checkbox", "file"):
+            self.values.append((attrs["name"], attrs.get("value", "")))
+        elif tag == "input" and attrs.get("type") == "checkbox" and "checked" in attrs:
+            self.values.append((attrs["name"], attrs["value"]))
+        elif tag == "select":
+            self.select = attrs.get("name")
+        elif tag == "option" and self.select and "selected" in attrs:
+            self.values.append((self.select, attrs["value"]))
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self.select = None
+
+
+def resubmitted(client, segment):
+    parser = FormValues()
+    parser.feed(client.get(reverse("segments:edit", args=[segment.pk])).content.decode())
+    data = {}
+    for name, value in parser.values:
+        data.setdefault(name, []).append(value)
+    data.pop("csrfmiddlewaretoken", None)
+    response = client.post(reverse("segments:edit", args=[segment.pk]), data)
+    assert response.status_code == 302, response.content.decode()
+    segment.refresh_from_db()
+    return segment.rules
+
+
+def test_opening_and_saving_each_starter_segment_keeps_its_rules(marketer):
+    demo.load_starter_segments()
+    assert Segment.objects.count() == len(demo.STARTER_SEGMENTS)
+
+    for segment in Segment.objects.all():
+        original = segment.rules
+        assert resubmitted(marketer, segment) == original, segment.starter
+
+
+def test_opening_and_saving_keeps_every_kind_of_condition(marketer):
+    other = Segment.objects.create(name="Buyers")
+    rules = group(
+        {"type": "attribute", "field": "birthday", "operator": "before", "value": "2000-01-01"},
+        {"type": "attribute", "field": "email", "operator": "not_exists"},
+        {"type": "custom_attribute", "key": "plan", "operator": "in", "value": ["gold", "silver"]},
+        {"type": "custom_attribute", "key": "age", "operator": "gte", "value": 18},
+        {"type": "custom_attribute", "key": "newsletter", "operator": "equals", "value": True},
+        {"type": "tags", "operator": "has_none", "value": ["blocked"]},
+        {"type": "locale", "operator": "not_in", "value": ["fr"]},
+        {"type": "timezone", "operator": "in", "value": ["Asia/Riyadh", "Europe/London"]},
+        {"type": "location", "field": "city", "operator": "in", "value": ["Riyadh", "Jeddah"]},
+        {"type": "subscription", "field": "page", "operator": "contains", "value": "/shoes"},
+        {"type": "reachable", "channel": "whatsapp", "operator": "is_not"},
+        {"type": "group", "match": "any", "conditions": [
+            {"type": "event", "name": "order_placed", "operator": "did_not", "within_days": 90},
+            {"type": "event", "name": "product_viewed", "operator": "exactly", "count": 3,
+             "properties": [{"property": "price", "operator": "lt", "value": 49.5},
+                            {"property": "brand", "operator": "exists"}]}]},
+        {"type": "commerce", "field": "last_order_at", "operator": "after", "value": "2026-03-01T18:00:00+03:00"},
+        {"type": "abandoned_cart", "operator": "has_not", "within_hours": 48},
+        {"type": "lifecycle", "operator": "not_in", "value": ["new", "lapsed"]},
+        {"type": "random_bucket", "salt": "holdout", "from": 0, "to": 10},
+        {"type": "segment", "operator": "not_in", "segment": other.pk},
+        match="all")
+    segment = Segment.objects.create(name="Everything", rules=rules)
+
+    assert resubmitted(marketer, segment) == rules
+
+
+def test_a_tree_nested_too_deep_is_refused_with_its_path_not_an_error_page(viewer):
+    path, data = "rules", {"rules.type": "group"}
+    for _level in range(300):
+        path += ".conditions[0]"
+        data[f"{path}.type"] = "group"
+    data[f"{path}.conditions[0].type"] = "tags"
+
+    for endpoint in ("segments:count", "segments:tree"):
+        response = viewer.post(reverse(endpoint), urlencode(data), content_type="application/x-www-form-urlencoded")
+        assert response.status_code == 200
+        assert "groups can be nested 5 levels deep at most." in response.content.decode()
