@@ -372,11 +372,25 @@ def find_subscriber(who):
 def start_test(journey, subscriber):
     """Enrol the shopper as a test and run the steps until the first wait; -> the enrolment or None
     (already in this journey)."""
-    enrolment = engine.enroll(journey, subscriber, test=True, context={"test_run": True})
+    enrolment = engine.enroll(journey, subscriber, test=True, context=test_context(subscriber))
     if enrolment is not None:
         engine.advance(enrolment.pk)
         _send_due(enrolment)
     return enrolment
+
+
+def test_context(subscriber):
+    """What a real trigger would have carried, taken from the shopper's latest cart and order, so the
+    messages show their items and restore link."""
+    context = {"test_run": True}
+    cart = subscriber.carts.order_by("-last_activity_at", "-pk").first()
+    if cart is not None:
+        context.update(cart_id=cart.external_id or str(cart.pk), items=cart.items, value=str(cart.value),
+                       currency=cart.currency)
+    order = subscriber.orders.order_by("-placed_at", "-pk").first()
+    if order is not None:
+        context["order_id"] = order.external_id
+    return context
 
 
 def next_step(enrolment):

@@ -4,6 +4,7 @@ import re
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.urls import reverse
 from django.utils import timezone
 
 from delivery.models import Message, MessageTemplate
@@ -406,7 +407,7 @@ def test_a_test_run_enrols_the_shopper_and_moves_one_step_at_a_time_to_the_exit(
     assert enrolment.is_test and enrolment.step == "wait-15m" and enrolment.is_waiting
 
     page = text(marketer.get(started["Location"]))
-    assert '<code id="test-step">wait-15m</code>' in page and "Wait 15 min" in page
+    assert '<code id="test-step" dir="ltr">wait-15m</code>' in page and "Wait 15 min" in page
 
     on_commit(marketer.post, f"/app/journeys/{made.pk}/test/{enrolment.pk}/next/")
     enrolment.refresh_from_db()
@@ -483,3 +484,59 @@ def test_the_journey_pages_are_right_to_left_in_arabic(marketer):
     for url in ("/app/journeys/", f"/app/journeys/{made.pk}/", f"/app/journeys/{made.pk}/steps/push/"):
         page = text(marketer.get(url))
         assert '<html lang="ar" dir="rtl">' in page
+
+
+EVERY_TYPE = {"start": "wait", "steps": {
+    "wait": {"type": "wait", "hours": 1, "minutes": 30, "next": "morning"},
+    "morning": {"type": "wait_until", "time": "10:00", "weekdays": [0, 2, 4], "next": "ordered?"},
+    "ordered?": {"type": "wait_for_event", "event": "order_placed", "timeout_minutes": 120, "yes": "tag",
+                 "no": "visited?"},
+    "visited?": {"type": "branch", "condition": {"event": "product_viewed", "within_minutes": 60}, "yes": "ab",
+                 "no": "vip?"},
+    "vip?": {"type": "branch", "condition": {"rules": {"type": "group", "match": "all", "conditions": [
+        {"type": "tags", "operator": "has_any", "value": ["vip"]}]}}, "yes": "send", "no": "end"},
+    "ab": {"type": "split", "paths": [{"percent": 30, "next": "send"}, {"percent": 70, "next": "end"}]},
+    "send": {"type": "send", "template": "cart", "channels": ["push", "whatsapp", "sms"], "unless_clicked": True,
+             "next": "tag"},
+    "tag": {"type": "update", "attributes": {"vip": True}, "add_tags": ["engaged"], "remove_tags": ["cold"],
+            "next": "end"},
+    "end": {"type": "exit"},
+}}
+
+
+def form_data(form):
+    """What the browser would post for the form as it is shown."""
+    data = {}
+    for name in form.fields:
+        value = form[name].value()
+        if value is None or value is False:
+            continue
+        if value is True:
+            data[name] = "on"
+        elif isinstance(value, (list, tuple)):
+            data[name] = [str(v) for v in value]
+        elif isinstance(value, dict):
+            import json
+            data[name] = json.dumps(value)
+        else:
+            data[name] = str(value)
+    return data
+
+
+def test_every_step_type_has_a_form_that_saves_it_back_unchanged(marketer):
+    from journeys.forms import step_form
+
+    template("cart")
+    made = journey(EVERY_TYPE)
+
+    for key, step in EVERY_TYPE["steps"].items():
+        url = reverse("journeys:step", args=[made.pk, key])
+        page = marketer.get(url)
+        assert page.status_code == 200
+        form = page.context["form"]
+        assert form.__class__ is step_form(step, EVERY_TYPE).__class__
+        saved = marketer.post(url, form_data(form))
+        assert saved.status_code == 302, (key, flashes(saved), form.errors)
+        made.refresh_from_db()
+        assert made.current_version.steps["steps"][key] == step, key
+    assert made.current_version.number == 1 + len(EVERY_TYPE["steps"])
