@@ -306,6 +306,8 @@ def add_step(graph, after, kind):
         following = graph.get("start")
         graph["start"] = key
     step = copy.deepcopy(NEW_STEP[kind])
+    if following is None and kind not in ("send", "update", "webhook", "exit"):
+        following = _an_exit(steps)  # waits and branches must lead somewhere
     if kind in ("branch", "wait_for_event"):
         step["yes"] = step["no"] = following
     elif kind == "split":
@@ -313,6 +315,15 @@ def add_step(graph, after, kind):
     elif kind != "exit":
         step["next"] = following
     steps[key] = step
+    return key
+
+
+def _an_exit(steps):
+    for key, step in steps.items():
+        if isinstance(step, dict) and step.get("type") == "exit":
+            return key
+    key = "end" if "end" not in steps else new_key({"steps": steps}, "exit")
+    steps[key] = {"type": "exit"}
     return key
 
 
@@ -348,6 +359,11 @@ def activate(journey):
     """Active only with a current version that still checks out (templates may have gone)."""
     if journey.current_version is None:
         raise engine.StepsError([("steps", _("publish the steps first."))])
+    trigger = journey.trigger or {}
+    missing = {"event": not journey.trigger_event, "segment_entered": not trigger.get("segment"),
+               "inactivity": not trigger.get("days")}.get(journey.trigger_kind)
+    if missing:
+        raise engine.StepsError([("trigger", _("choose what starts the journey (Trigger, entry and goal)."))])
     engine.validate_steps(journey.current_version.steps)
     set_status(journey, JourneyStatus.ACTIVE)
 

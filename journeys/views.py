@@ -65,8 +65,7 @@ def journey_create(request):
         return redirect("journeys:detail", journey.pk)
     name = (request.POST.get("name") or "").strip()[:200] or _("New journey")
     with transaction.atomic():
-        journey = Journey.objects.create(name=name, created_by=request.user, trigger_event="cart_abandoned",
-                                         goal_event="order_placed")
+        journey = Journey.objects.create(name=name, created_by=request.user, goal_event="order_placed")
         builder.publish(journey, builder.BLANK)
     messages.success(request, _("Journey created: choose its trigger, then build its steps."))
     return redirect("journeys:detail", journey.pk)

@@ -323,6 +323,18 @@ def test_adding_a_step_after_another_links_it_in_and_opens_its_form(marketer):
     assert steps["push"]["next"] == "update-1" and steps["update-1"]["next"] == "wait-45m"
 
 
+def test_a_wait_added_after_the_last_send_leads_to_an_exit(marketer):
+    template("cart")
+    made = journey({"start": "push", "steps": {"push": {"type": "send", "template": "cart", "channels": ["push"]}}})
+
+    marketer.post(f"/app/journeys/{made.pk}/steps/add/", {"kind": "wait", "after": "push"})
+
+    made.refresh_from_db()
+    steps = made.current_version.steps["steps"]
+    assert steps["push"]["next"] == "wait-1" and steps["wait-1"]["next"] == "end"
+    assert steps["end"] == {"type": "exit"}
+
+
 def test_removing_a_step_joins_what_led_to_it_with_where_it_led(marketer):
     template("cart")
     made = journey()
@@ -378,6 +390,17 @@ def test_activating_a_valid_journey_makes_it_active_and_pause_and_archive_follow
     marketer.post(f"/app/journeys/{made.pk}/archive/")
     made.refresh_from_db()
     assert made.status == "archived"
+
+
+def test_a_blank_journey_is_not_activated_before_its_trigger_is_chosen(marketer):
+    marketer.post("/app/journeys/new/", {"name": "Welcome series"})
+    made = Journey.objects.get()
+
+    response = marketer.post(f"/app/journeys/{made.pk}/activate/", follow=True)
+
+    made.refresh_from_db()
+    assert made.status == "draft"
+    assert "trigger: choose what starts the journey (Trigger, entry and goal)." in flashes(response)
 
 
 def test_activation_is_refused_when_the_current_steps_are_no_longer_valid(marketer):
