@@ -39,6 +39,7 @@ demo: migrate
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py generate_vapid_keys --save
 	$(PY) manage.py load_starter_templates
+	$(PY) manage.py create_journey_from_recipe abandoned-cart --activate --if-missing
 	$(PY) manage.py send_demo_messages --if-empty
 
 ## Set up everything and run the web server, a Celery worker and celery-beat with a demo store.

@@ -32,6 +32,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from delivery import outbox
+from delivery.rendering import order_context
 from delivery.models import DeliveryChannel, MessageLane, MessageTemplate
 from subscribers import services as subscriber_services
 from subscribers.models import Cart, Event, Order, PushSubscription, PushSubscriptionStatus, Subscriber
@@ -58,7 +59,9 @@ MAX_STEPS_PER_ADVANCE = 50
 CLAIM_LEASE = timedelta(minutes=10)
 LOOP_PAUSE = timedelta(minutes=1)
 CONTEXT_KEYS = ("cart_id", "order_id", "product", "product_id", "discount_code", "value", "currency", "items",
-                "restore_url", "category")
+                "restore_url", "category", "tracking_url", "carrier")
+# A product sent as flat properties (product_viewed: title, url, image, price) becomes the template's `product`.
+PRODUCT_KEYS = ("title", "url", "image", "price", "currency")
 
 
 class StepsError(Exception):
@@ -178,6 +181,10 @@ def context_from_event(event):
     """What the enrolment keeps of the event that started it (cart, order, product …)."""
     properties = event.properties or {}
     context = {key: properties[key] for key in CONTEXT_KEYS if key in properties}
+    if "product" not in context and any(key in properties for key in ("title", "url", "image")):
+        context["product"] = {key: properties[key] for key in PRODUCT_KEYS if key in properties}
+        if properties.get("product_id"):
+            context["product"]["id"] = properties["product_id"]
     context["trigger_event"] = event.name
     context["trigger_event_id"] = event.pk
     return context
@@ -305,7 +312,10 @@ def _contexts(enrolments):
             context["cart"] = cart
         order = orders.get((enrolment.subscriber_id, str(context.get("order_id", ""))))
         if order is not None:
-            context["order"] = order
+            context["order"] = order_context(order)
+            for key in ("tracking_url", "carrier"):  # from the order_shipped event that started it
+                if context.get(key):
+                    context["order"][key] = context[key]
         contexts[enrolment.pk] = context
     return contexts
 

@@ -277,6 +277,11 @@ def _set_consent(*, subscriber, channel, status, source, evidence, at):
     )
     _on_commit_send(signals.consent_changed, subscriber_id=subscriber.pk, channel=channel,
                     granted=status == ConsentStatus.GRANTED)
+    # The event journeys start from ("welcome" on subscribe); the consent history above is the record.
+    name = "subscribed" if status == ConsentStatus.GRANTED else "unsubscribed"
+    record_event(subscriber=subscriber, name=name, properties={"channel": channel, "source": str(source)},
+                 event_id=f"consent:{subscriber.pk}:{channel}:{name}:{at.timestamp():.6f}", occurred_at=at,
+                 source=source)
     return consent, True
 
 

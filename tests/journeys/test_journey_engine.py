@@ -407,3 +407,34 @@ def test_two_workers_ticking_at_once_run_each_due_step_exactly_once(sandbox):
     assert StepRun.objects.filter(step="push").count() == 200
     assert Message.objects.filter(source_type="journey_step").count() == 200
     assert StepRun.objects.filter(step="push").values("enrolment").distinct().count() == 200
+
+
+def test_a_product_viewed_as_flat_properties_and_an_orders_tracking_link_reach_the_template(on_commit):
+    made_template = MessageTemplate.objects.create(name="p", slug="p")
+    TemplateContent.objects.create(template=made_template, channel="inapp", locale="en", title="{{ product.title }}",
+                                   body="{{ order.tracking_url | default: 'no order' }}")
+    journey({"start": "send", "steps": {"send": {"type": "send", "template": "p", "channels": ["inapp"]}}},
+            trigger_event="product_viewed", goal_event="")
+    viewer = shopper(1)
+
+    on_commit(subscriber_services.record_event, subscriber=viewer, name="product_viewed",
+              properties={"product_id": "p1", "title": "Running shoes", "url": "https://shop.example/p1",
+                          "image": "https://shop.example/p1.jpg", "price": "249"})
+
+    message = Message.objects.get(subscriber=viewer)
+    assert message.content["title"] == "Running shoes"
+
+
+def test_an_order_shipped_journey_links_to_the_carriers_tracking_page(on_commit):
+    made_template = MessageTemplate.objects.create(name="t", slug="t")
+    TemplateContent.objects.create(template=made_template, channel="inapp", locale="en", title="Shipped",
+                                   body="Track: {{ order.tracking_url | default: 'none' }}")
+    journey({"start": "send", "steps": {"send": {"type": "send", "template": "t", "channels": ["inapp"]}}},
+            trigger_event="order_shipped", goal_event="")
+    buyer = shopper(1)
+    subscriber_services.place_order(subscriber_id=buyer.pk, order_id="o-9")
+
+    on_commit(subscriber_services.record_event, subscriber=buyer, name="order_shipped",
+              properties={"order_id": "o-9", "tracking_url": "https://track.example/o-9"})
+
+    assert Message.objects.get(subscriber=buyer).content["body"] == "Track: https://track.example/o-9"

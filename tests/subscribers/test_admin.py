@@ -126,8 +126,9 @@ def test_the_subscriber_page_shows_consents_subscriptions_newest_events_carts_an
 
     assert "fcm.googleapis.com" in page and "Chrome" in page
     assert "cart-c-1" in page and "order-c-1" in page and "browser-c-1" in page
-    assert page.count("sku-029") == 1 and "sku-005" in page  # the newest 25 events…
-    assert "sku-004" not in page                              # …and not the 5 oldest
+    # The newest 25 events: the three subscriptions (sms, email, push) and the 22 newest views…
+    assert page.count("sku-029") == 1 and "sku-008" in page and page.count(">subscribed<") == 3
+    assert "sku-007" not in page                              # …and not the 8 oldest
     assert f"subscriber__id__exact={shopper.pk}" in page
 
 
@@ -337,15 +338,15 @@ def test_a_big_unfiltered_event_list_is_not_counted_row_by_row(admin_client, mon
 
     with CaptureQueriesContext(connection) as queries:
         listing = admin_client.get(url)
-    assert listing.context["cl"].result_count == 12
+    assert listing.context["cl"].result_count == 21  # 4 views and 3 subscriptions (sms, email, push) each
     counted = any("COUNT(*)" in q["sql"] and "subscribers_event" in q["sql"] for q in queries.captured_queries)
     assert counted == (connection.vendor != "postgresql")  # PostgreSQL answers from its statistics
-    assert admin_client.get(url, {"q": "e-1"}).context["cl"].result_count == 4
+    assert admin_client.get(url, {"q": "e-1"}).context["cl"].result_count == 7
 
 
 def test_events_can_be_found_by_customer_id_event_id_or_name(admin_client, shopper):
     url = reverse("admin:subscribers_event_changelist")
-    assert admin_client.get(url, {"q": "c-1"}).context["cl"].result_count == 3
+    assert admin_client.get(url, {"q": "c-1"}).context["cl"].result_count == 6  # 3 views, 3 subscriptions
     assert admin_client.get(url, {"q": "c-1-view-2"}).context["cl"].result_count == 1
     assert admin_client.get(url, {"q": "product_viewed"}).context["cl"].result_count == 3
     assert admin_client.get(url, {"q": "nobody"}).context["cl"].result_count == 0
