@@ -113,8 +113,8 @@ def summary(step):
     return _("unknown step")
 
 
-def _reachable(steps, key):
-    """Keys reachable from `key` in breadth-first order (key first)."""
+def _reachable(steps, key, stops=()):
+    """Keys reachable from `key` in breadth-first order (key first), not going on past `stops`."""
     order, seen, queue = [], set(), deque([key])
     while queue:
         current = queue.popleft()
@@ -122,22 +122,26 @@ def _reachable(steps, key):
             continue
         seen.add(current)
         order.append(current)
-        queue.extend(target for _label, target in exits(steps[current]) if target)
+        if current not in stops:
+            queue.extend(target for _label, target in exits(steps[current]) if target)
     return order
 
 
-def _meeting_point(steps, targets):
+def _meeting_point(steps, targets, stops=()):
     """The first step every path reaches (where the paths join again), or None."""
-    reach = [_reachable(steps, t) for t in targets if t]
-    if len(reach) < 2:
+    reach = [_reachable(steps, t, stops) for t in targets if t]
+    if len(reach) < 2 or len(reach) < len(targets):
         return None
     common = set(reach[0]).intersection(*map(set, reach[1:]))
     return next((key for key in reach[0] if key in common), None)
 
 
 def layout(graph, figures=None):
-    """The diagram as nested items: {"kind": "step"|"goto"|"end", ...}; a step with several ways out
-    carries "paths": [{"label", "items"}]."""
+    """The diagram as nested items: {"kind": "step"|"goto"|"missing"|"end", ...}; a step with several ways
+    out carries "paths": [{"label", "target", "items"}] and the flow goes on below it where they meet.
+
+    `stops` are the meeting points of the forks this chain is inside: reaching the innermost one, a path
+    ends (the flow goes on below its fork); reaching an outer one, it says "go to"."""
     steps = (graph or {}).get("steps") or {}
     figures = figures or {}
     drawn = set()
@@ -147,40 +151,44 @@ def layout(graph, figures=None):
         return {"kind": "step", "key": key, "type": step.get("type") if isinstance(step, dict) else "?",
                 "summary": summary(step), "figures": figures.get(key, EMPTY_FIGURES)}
 
-    def chain(key, stop):
+    def chain(key, stops):
         items = []
-        while key and key != stop:
+        while True:
+            if key is None:
+                last = items[-1] if items else None
+                if last and last["kind"] == "step" and last["type"] != "exit" and "paths" not in last:
+                    items.append({"kind": "end"})
+                return items
+            if stops and key == stops[-1]:
+                return items
+            if key in stops or key in drawn:
+                items.append({"kind": "goto", "key": key})
+                return items
             if key not in steps:
                 items.append({"kind": "missing", "key": key})
-                return items
-            if key in drawn:
-                items.append({"kind": "goto", "key": key})
                 return items
             drawn.add(key)
             item = box(key)
             items.append(item)
             ways = exits(steps[key])
             if len(ways) > 1:
-                meet = _meeting_point(steps, [target for _label, target in ways])
-                if meet is not None and meet in drawn:
+                meet = _meeting_point(steps, [target for _label, target in ways], stops)
+                if meet in drawn or meet in stops:
                     meet = None
-                inner_stop = meet if meet is not None else stop
-                item["paths"] = [{"label": label, "items": chain(target, inner_stop) if target != inner_stop else []}
+                inner = (*stops, meet) if meet is not None else stops
+                item["paths"] = [{"label": label, "target": target, "items": chain(target, inner)}
                                  for label, target in ways]
                 key = meet
+                if meet is None:
+                    return items
                 continue
             key = ways[0][1] if ways else None
             if not ways:
                 return items
-        if key is None and items and items[-1]["kind"] == "step" and items[-1]["type"] != "exit" \
-                and "paths" not in items[-1]:
-            items.append({"kind": "end"})
-        return items
 
     start = (graph or {}).get("start")
-    items = chain(start, None) if start else []
-    orphans = [key for key in steps if key not in drawn]
-    return {"items": items, "orphans": [box(key) for key in orphans]}
+    items = chain(start, ()) if start else []
+    return {"items": items, "orphans": [box(key) for key in steps if key not in drawn]}
 
 
 # --- Live figures ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 A step form reads a step (its JSON) into fields and writes the fields back over a copy of it, so
 keys a form does not show (a wait for event's property filters, say) stay as they were.
 """
+import copy
 import json
 
 from django import forms
@@ -80,8 +81,6 @@ class StepForm(forms.Form):
         return step
 
     def updated_step(self):
-        import copy
-
         return self.write(copy.deepcopy(self.step))
 
 

@@ -1,6 +1,8 @@
 """The marketer's journey pages: the list, the journey drawn as a diagram with live figures per step,
 a form per step that publishes a new version, the settings, activation, and the test run.
 Thin: journeys.builder and journeys.engine decide."""
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db import transaction
@@ -198,8 +200,6 @@ def step_remove(request, pk, key):
 @permission_required(VIEW, raise_exception=True)
 def steps_json(request, pk):
     """Every step at once, as the JSON the engine reads (for what the forms do not cover)."""
-    import json
-
     journey = get_object_or_404(Journey.objects.select_related("current_version"), pk=pk)
     if request.method == "POST":
         if not request.user.has_perm(CHANGE):

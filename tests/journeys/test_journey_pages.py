@@ -62,15 +62,9 @@ def test_a_staff_member_without_the_journey_permission_is_refused(client):
     assert client.get("/app/journeys/").status_code == 403
 
 
-def test_a_viewer_reads_the_journey_but_cannot_edit_activate_or_test_it():
-    from django.test import Client
-
+def test_a_viewer_reads_the_journey_but_cannot_edit_activate_or_test_it(viewer):
     template("cart")
     made = journey(status="draft")
-    viewer = Client()
-    user = User.objects.create_user("omar", password="a-long-password-1", is_staff=True)
-    user.user_permissions.set(Permission.objects.filter(codename="view_journey"))
-    viewer.force_login(user)
     layla = shopper()
 
     page = viewer.get(f"/app/journeys/{made.pk}/")
@@ -205,6 +199,32 @@ def test_a_loop_is_drawn_as_a_go_to_box_rather_than_forever():
     yes, no = branch["paths"]
     assert yes["items"] == []  # straight on to the exit below
     assert no["items"] == [{"kind": "goto", "key": "a"}]
+
+
+def test_nested_paths_meet_where_they_join_and_every_step_is_drawn_once():
+    drawn = builder.layout(EVERY_TYPE)
+
+    def keys(items):
+        found = []
+        for item in items:
+            if item["kind"] == "step":
+                found.append(item["key"])
+                for path in item.get("paths", []):
+                    found += keys(path["items"])
+        return found
+
+    assert sorted(keys(drawn["items"])) == sorted(EVERY_TYPE["steps"]) and drawn["orphans"] == []
+    top = [(item["kind"], item["key"]) for item in drawn["items"]]
+    # Both ways out of the wait for the event meet at tag; the exit was drawn on a path already.
+    assert top == [("step", "wait"), ("step", "morning"), ("step", "ordered?"), ("step", "tag"), ("goto", "end")]
+    came, timed_out = drawn["items"][2]["paths"]
+    assert came["items"] == [] and came["target"] == "tag"
+    assert [i["key"] for i in timed_out["items"]] == ["visited?", "send"]  # the branch's paths meet at send
+    yes, no = timed_out["items"][0]["paths"]
+    split = yes["items"][0]
+    assert split["key"] == "ab" and split["paths"][0] == {"label": "30%", "target": "send", "items": []}
+    assert [i["key"] for i in split["paths"][1]["items"]] == ["end"]
+    assert no["items"][0]["key"] == "vip?"
 
 
 def test_each_step_shows_entered_waiting_sent_clicked_converted_and_exited(
