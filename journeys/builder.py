@@ -258,12 +258,22 @@ def trigger_summary(journey):
                                       .strip() for f in filters if isinstance(f, dict))
         return text
     if journey.trigger_kind == "segment_entered":
-        return _("enters segment #%(id)s") % {"id": trigger.get("segment", "?")}
+        from subscribers.models import Segment
+
+        name = Segment.objects.filter(pk=_int(trigger.get("segment"))).values_list("name", flat=True).first()
+        return _("enters the segment %(name)s") % {"name": name or "#%s" % trigger.get("segment", "?")}
     if journey.trigger_kind == "date_attribute":
         return _("%(attribute)s, %(offset)s d, at %(time)s") % {
             "attribute": trigger.get("attribute", "birthday"), "offset": trigger.get("offset_days", 0),
             "time": trigger.get("local_time", "10:00")}
     return _("inactive %(days)s days") % {"days": trigger.get("days", "?")}
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 # --- Editing: every change is a new version ----------------------------------------------------

@@ -255,6 +255,9 @@ def test_start(request, pk):
         for problem in form.errors.get("who", []):
             messages.error(request, problem)
         return redirect(f"{reverse('journeys:detail', args=[journey.pk])}#test-run")
+    if journey.current_version is None:
+        messages.error(request, _("The journey has no steps yet: add one first."))
+        return redirect("journeys:detail", journey.pk)
     enrolment = builder.start_test(journey, form.subscriber)
     if enrolment is None:
         messages.error(request, _("This shopper is in the journey already: stop that run first."))

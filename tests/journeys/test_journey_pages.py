@@ -486,6 +486,24 @@ def test_a_test_run_is_refused_for_an_unknown_shopper_or_one_already_in_it(marke
     assert not Enrolment.objects.filter(is_test=True).exists()
 
 
+def test_a_journey_made_in_the_admin_without_steps_can_be_built_from_its_page(marketer):
+    from subscribers.models import Segment
+
+    fans = Segment.objects.create(name="Shoe fans", kind="static")
+    made = Journey.objects.create(name="From the admin", trigger_kind="segment_entered", trigger={"segment": fans.pk})
+    layla = shopper()
+
+    page = text(marketer.get(f"/app/journeys/{made.pk}/"))
+    assert "No steps yet." in page and "enters the segment Shoe fans" in page
+    tested = marketer.post(f"/app/journeys/{made.pk}/test/", {"who": layla.external_id}, follow=True)
+    assert "The journey has no steps yet: add one first." in flashes(tested)
+    marketer.post(f"/app/journeys/{made.pk}/steps/add/", {"kind": "wait", "after": ""})
+
+    made.refresh_from_db()
+    assert made.current_version.steps == {"start": "wait-1", "steps": {
+        "wait-1": {"type": "wait", "minutes": 15, "next": "end"}, "end": {"type": "exit"}}}
+
+
 def test_stopping_a_test_run_lets_the_shopper_be_tested_again(marketer, on_commit):
     template("cart")
     made = journey()
