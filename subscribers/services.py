@@ -200,13 +200,41 @@ def identify_subscriber(*, anonymous_id, external_id, source=Source.API, **trait
     return subscriber
 
 
+MERGED_HERE = {"Event", "Cart", "Order", "PushSubscription", "AnonymousId", "ConsentChange", "Consent"}
+
+
+def _move_rows_of_other_apps(source, target):
+    """Every other row that points at `source` (messages sent to the anonymous browser, journey enrolments,
+    segment memberships …) moves to `target`, found through the model relations so this app imports none
+    of the apps above it. A row the target already has its own of (a unique pair) stays and goes with the
+    source: the target's own wins."""
+    for relation in Subscriber._meta.related_objects:
+        model = relation.related_model
+        if not relation.one_to_many or (model._meta.app_label == "subscribers" and model.__name__ in MERGED_HERE):
+            continue
+        name = relation.field.name
+        rows = model._default_manager.filter(**{name: source})
+        try:
+            with transaction.atomic():
+                rows.update(**{name: target})
+        except IntegrityError:
+            for pk in list(rows.values_list("pk", flat=True)):
+                try:
+                    with transaction.atomic():
+                        model._default_manager.filter(pk=pk).update(**{name: target})
+                except IntegrityError:
+                    continue
+
+
 @transaction.atomic
 def merge_subscribers(*, source, target):
     """Move everything of `source` onto `target` and delete `source`.
 
     Events, carts, orders, push subscriptions, browser ids and consent history
-    move; the profile keeps the target's values and fills its blanks from the
-    source; the most recent consent per channel wins.
+    move, and so does every row of the apps above that points at the source (the
+    messages sent to it, its journey enrolments, segment memberships); the
+    profile keeps the target's values and fills its blanks from the source; the
+    most recent consent per channel wins.
     """
     if source.pk == target.pk:
         return target
@@ -221,6 +249,8 @@ def merge_subscribers(*, source, target):
     PushSubscription.objects.filter(subscriber=source).update(subscriber=target)
     AnonymousId.objects.filter(subscriber=source).update(subscriber=target)
     ConsentChange.objects.filter(subscriber=source).update(subscriber=target)
+
+    _move_rows_of_other_apps(source, target)
 
     target_consents = {c.channel: c for c in Consent.objects.filter(subscriber=target)}
     for consent in Consent.objects.filter(subscriber=source):
