@@ -71,7 +71,16 @@ def fetch_now(page):
 
 def message_box(page, name):
     box = page.get_by_role("dialog", name=name)
-    box.wait_for()
+    try:
+        box.wait_for()
+    except Exception as timed_out:
+        # Say what the browser and the outbox knew, so a failure on a loaded CI machine can be read.
+        seen = page.evaluate("() => ({visibility: document.visibilityState, events: window.__tanbihEvents, "
+                             "shown: !!document.getElementById('tanbih-inapp'), "
+                             "seen: localStorage.getItem('tanbih.inapp_seen')})")
+        messages = list(Message.objects.values_list("code", "status", "displayed_at", "subscriber_id"))
+        raise AssertionError(f"no message {name!r} on the page; browser: {seen}; messages: {messages}") \
+            from timed_out
     return box
 
 
