@@ -1,12 +1,12 @@
 """A marketer in Chromium builds a campaign, watches the live count, reviews, sends, and sees the progress bar."""
 import pytest
-from django.contrib.auth.models import User
 
 from campaigns.models import Campaign
 from delivery.channels import reset_backends
 from delivery.models import Message
 from subscribers.models import Segment, SegmentMembership
 from tests.campaigns.test_campaign_engine import shopper, template
+from tests.e2e.helpers import log_in_as_marketer
 
 pytestmark = pytest.mark.e2e
 
@@ -19,13 +19,7 @@ def marketer_page(page, store, settings):
     settings.QUIET_HOURS = {channel: "off" for channel in CHANNELS}
     settings.FREQUENCY_CAPS = {channel: {"day": 0, "week": 0} for channel in (*CHANNELS, "all")}
     reset_backends()
-    User.objects.create_superuser("layla", "layla@example.com", "a-long-password-1")
-    page.goto("/admin/login/?next=/app/campaigns/")
-    page.fill("#id_username", "layla")
-    page.fill("#id_password", "a-long-password-1")
-    page.click("input[type=submit]")
-    page.wait_for_url("**/app/campaigns/")
-    yield page
+    yield log_in_as_marketer(page, "/app/campaigns/")
     reset_backends()
 
 

@@ -1,21 +1,15 @@
 """A marketer in Chromium builds a segment condition by condition and watches the live count follow."""
 import pytest
-from django.contrib.auth.models import User
 
 from subscribers.models import Segment, Subscriber
+from tests.e2e.helpers import log_in_as_marketer
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def marketer_page(page, store):
-    User.objects.create_superuser("layla", "layla@example.com", "a-long-password-1")
-    page.goto("/admin/login/?next=/app/segments/")
-    page.fill("#id_username", "layla")
-    page.fill("#id_password", "a-long-password-1")
-    page.click("input[type=submit]")
-    page.wait_for_url("**/app/segments/")
-    return page
+    return log_in_as_marketer(page, "/app/segments/")
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """A marketer in Chromium writes a template and watches the live preview follow the typing."""
 import pytest
-from django.contrib.auth.models import Permission, User
 
 from delivery.models import MessageTemplate, TemplateContent
+from tests.e2e.helpers import log_in_as_marketer
 
 pytestmark = pytest.mark.e2e
 
@@ -11,16 +11,9 @@ PLATFORMS = ("android", "windows", "macos")
 
 @pytest.fixture
 def marketer_page(page, store):
-    user = User.objects.create_user("layla", "layla@example.com", "a-long-password-1", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(
-        content_type__app_label="delivery",
-        codename__in=("view_messagetemplate", "change_messagetemplate", "add_messagetemplate")))
-    page.goto("/admin/login/?next=/app/templates/")
-    page.fill("#id_username", "layla")
-    page.fill("#id_password", "a-long-password-1")
-    page.click("input[type=submit]")
-    page.wait_for_url("**/app/templates/")
-    return page
+    return log_in_as_marketer(page, "/app/templates/", permissions=[
+        ("delivery", codename) for codename in ("view_messagetemplate", "change_messagetemplate",
+                                                "add_messagetemplate")])
 
 
 def text_side(locator):
