@@ -40,7 +40,7 @@ def render(report, celery=None, million=None, extra="", million_text=""):
         f"| **Tanbih** `WebPushBackend.send_many`, chunks of {report['chunk']} outbox rows read in key order "
         f"(one `values_list` query each) "
         f"| {_n(send['messages'])} | {_n(send['messages_per_s'])} | {send['cpu_us_per_message']:.0f} "
-        f"| {ratio_floor:.1f} | {send['peak_rss_mb_per_worker']:.0f} MB |",
+        f"| {ratio_floor:.2f} | {send['peak_rss_mb_per_worker']:.0f} MB |",
     ]
     for label, row in (("(a) naive loop: `pywebpush.webpush()` per subscription", naive),
                        ("(b) django-push-notifications 3.3.0: `WebPushDevice` queryset `.send_message()`", dpn)):

@@ -512,7 +512,7 @@ def earlier_million_paragraph(text):
     if not match:
         return ""
     paragraph = match.group(0)
-    note = " That run used the sending code of its date (a thread per exchange in flight)."
+    note = " That run used the sending code of its date (a thread per exchange in flight) and the machine of its date."
     return paragraph if note.strip() in paragraph else paragraph + note
 
 
