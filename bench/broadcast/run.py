@@ -203,6 +203,31 @@ def summarise(figures, window, messages):
     }
 
 
+FLOOR_SAMPLE = 5000
+BENCH_TABLES = ("subscribers_subscriber", "subscribers_pushsubscription", "subscribers_consent",
+                "delivery_message", "delivery_messageevent")
+
+
+def settle_database():
+    """Vacuum and analyse the tables a phase just filled, now, so autovacuum does not start in the middle of
+    the next measurement (it is off for these tables in the benchmark's own database)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in BENCH_TABLES:
+            cursor.execute(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+            cursor.execute(f"VACUUM ANALYZE {table}")
+
+
+def measure_floor(context, workers, payload):
+    """ECDH + HKDF + AES-128-GCM of the payload for FLOOR_SAMPLE browsers' keys, in one process: CPU µs each."""
+    from cryptography.hazmat.primitives.asymmetric import ec  # noqa: F401 - warm import
+
+    keys = [(public, auth) for public, auth in browser_keys(FLOOR_SAMPLE)]
+    (floor,) = run_processes(context, workers.crypto_floor, [(keys, payload.encode())])
+    return {"messages": floor["sent"], "cpu_us_per_message": floor["cpu"] / floor["sent"] * 1e6}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subscriptions", type=int, default=100_000)
@@ -258,10 +283,17 @@ def main():
                                     / load["sent"] * 1e6}
         log(f"  {report['server_ceiling']}")
 
+        # The payload the baselines and the floor encrypt: the rendered message the service worker reads.
+        payload = json.dumps({**CONTENT, "code": "Xk3v9aQp2Lm8"}, ensure_ascii=False)
+        log("(c) crypto floor, measured first")
+        floors = [measure_floor(context, workers, payload)]
+        log(f"  {floors[0]}")
+
         log(f"storing {options.subscriptions:,} subscriptions with real keys")
         started = time.perf_counter()
         prepare_audience(options.subscriptions, origin)
         report["prepare_s"] = time.perf_counter() - started
+        settle_database()
 
         run_id = f"bench-{int(time.time())}"
         workers.reset(port)
@@ -272,12 +304,12 @@ def main():
             report["tanbih"] = run_backend_pipeline(options, context, server, port, run_id)
         log(f"  {json.dumps({k: v for k, v in report['tanbih'].items() if k != 'workers'})}")
         log(f"  workers: {report['tanbih']['workers']}")
+        settle_database()
 
         from subscribers.models import PushSubscription
 
         sample = list(PushSubscription.objects.order_by("pk").values_list("endpoint", "p256dh", "auth")
                       [:options.sample])
-        payload = json.dumps({**CONTENT, "code": "Xk3v9aQp2Lm8"}, ensure_ascii=False)
         shares = [sample[i::options.workers] for i in range(options.workers)]
 
         if not options.skip_baselines:
@@ -293,12 +325,12 @@ def main():
             report["dpn"] = run_dpn(context, workers, port, sample, payload, options.workers)
             log(f"  {json.dumps({k: v for k, v in report['dpn'].items() if k != 'workers'})}")
 
-        log("(c) crypto floor")
-        from cryptography.hazmat.primitives.asymmetric import ec  # noqa: F401 - warm import
-
-        keys = [(public, auth) for public, auth in browser_keys(3000)]
-        (floor,) = run_processes(context, workers.crypto_floor, [(keys, payload.encode())])
-        report["floor"] = {"messages": floor["sent"], "cpu_us_per_message": floor["cpu"] / floor["sent"] * 1e6}
+        log("(c) crypto floor, measured again after everything else")
+        floors.append(measure_floor(context, workers, payload))
+        # The lowest floor of the run is the strictest yardstick: a floor measured while the machine was busy
+        # (autovacuum after the bulk insert, another job) would make the sender look closer to it than it is.
+        report["floor"] = min(floors, key=lambda floor: floor["cpu_us_per_message"])
+        report["floor"]["runs_us"] = [round(floor["cpu_us_per_message"], 1) for floor in floors]
         log(f"  {report['floor']}")
     finally:
         server.terminate()

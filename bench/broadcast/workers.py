@@ -56,11 +56,13 @@ def tanbih_sender(name, chunks, results):
     also claims and records them: that path is measured by `--pipeline celery`.
     """
     setup_django()
+    from config.celery import tune_worker_process
     from delivery.channels.base import SendResult
     from delivery.channels.webpush import WebPushBackend
     from delivery.models import Message
 
     backend = WebPushBackend()
+    tune_worker_process()  # as a Celery worker process does at start (worker_process_init)
     sent = failed = 0
     errors = {}
     rss_before = peak_rss_mb()
