@@ -26,7 +26,7 @@ from django.utils.translation import gettext as _
 
 from delivery import outbox
 from delivery.models import PENDING_STATUSES, DeliveryChannel, Message, MessageStatus
-from delivery.policy import HOLD, SUPPRESS, Decision
+from delivery.policy import HOLD, SUPPRESS, Decision, reachable_q
 from subscribers.models import Event, Subscriber
 from subscribers.segments import compile_rules
 
@@ -92,13 +92,6 @@ def bucket_q(salt, low, high):
     return compile_rules(_group([{"type": "random_bucket", "salt": salt, "from": low, "to": high}]))
 
 
-def reachable_q(channel, now=None):
-    """Shoppers who can get a message on `channel` now: in-app reaches everyone on their next visit."""
-    if channel == DeliveryChannel.INAPP:
-        return Q()
-    return compile_rules(_group([{"type": "reachable", "channel": channel, "operator": "is"}]), now)
-
-
 def _salt(campaign, purpose):
     return f"campaign-{campaign.pk}-{purpose}"
 
@@ -140,7 +133,7 @@ def channel_targets(channels, now=None):
     """[(channel, Q)]: each shopper on the first channel of `channels` they can be reached on."""
     targets, earlier = [], None
     for channel in channels:
-        reach = reachable_q(channel, now)
+        reach = reachable_q(channel)
         targets.append((channel, reach if earlier is None else reach & ~earlier))
         earlier = reach if earlier is None else (earlier | reach)
     return targets

@@ -334,6 +334,22 @@ def _caps_decision(message, sends, now):
 
 # --- Entry points -----------------------------------------------------------------
 
+# --- Reachability as a query -----------------------------------------------------------
+
+def reachable_q(channel):
+    """Shoppers who can get a message on `channel` now, as a Q over Subscriber (the segments' `reachable`
+    condition: an active push subscription; consent plus a phone or an email). In-app reaches everyone,
+    on their next visit. What campaigns and journeys choose a shopper's channel with."""
+    from django.db.models import Q
+
+    from subscribers.segments import compile_rules
+
+    if channel == DeliveryChannel.INAPP:
+        return Q()
+    return compile_rules({"type": "group", "match": "all",
+                          "conditions": [{"type": "reachable", "channel": channel, "operator": "is"}]})
+
+
 # --- Source gates ------------------------------------------------------------------
 
 _SOURCE_GATES = {}

@@ -34,6 +34,7 @@ from django.utils.translation import gettext as _
 from delivery import outbox
 from delivery.rendering import order_context
 from delivery.models import DeliveryChannel, MessageLane, MessageTemplate
+from delivery.policy import reachable_q
 from subscribers import services as subscriber_services
 from subscribers.models import Cart, Event, Order, PushSubscription, PushSubscriptionStatus, Subscriber
 from subscribers.segments import RulesError, compile_rules, validate_rules
@@ -267,20 +268,14 @@ def _wait_until(step, enrolment, now):
 
 
 def _reachable(subscriber, channel):
-    if channel == DeliveryChannel.INAPP:
-        return True
-    rules = {"type": "group", "match": "all",
-             "conditions": [{"type": "reachable", "channel": channel, "operator": "is"}]}
-    return Subscriber.objects.filter(pk=subscriber.pk).filter(compile_rules(rules)).exists()
+    return subscriber.pk in _reachable_ids([subscriber.pk], channel)
 
 
 def _reachable_ids(subscriber_ids, channel):
     """Which of these shoppers can get a message on `channel` now: one query (none for in-app)."""
     if channel == DeliveryChannel.INAPP:
         return set(subscriber_ids)
-    rules = {"type": "group", "match": "all",
-             "conditions": [{"type": "reachable", "channel": channel, "operator": "is"}]}
-    return set(Subscriber.objects.filter(pk__in=subscriber_ids).filter(compile_rules(rules))
+    return set(Subscriber.objects.filter(pk__in=subscriber_ids).filter(reachable_q(channel))
                .values_list("pk", flat=True))
 
 
