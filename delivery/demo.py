@@ -8,6 +8,7 @@ providers). Messages a policy held or suppressed say why in the admin.
 """
 from delivery import outbox
 from delivery.models import DeliveryChannel, Message, MessageTemplate
+from delivery.policy import reachable_q
 from subscribers.models import Cart, CartStatus, Order, PushSubscriptionStatus, Subscriber
 
 SOURCE_TYPE = "demo"
@@ -15,14 +16,8 @@ CART_CHANNELS = (DeliveryChannel.PUSH, DeliveryChannel.SMS, DeliveryChannel.WHAT
 
 
 def _reachable(channel):
-    """Demo shoppers who can be reached on `channel`, locale-ordered so both languages appear."""
-    shoppers = Subscriber.objects.known()
-    if channel == DeliveryChannel.PUSH:
-        return shoppers.filter(push_subscriptions__status=PushSubscriptionStatus.ACTIVE).distinct()
-    if channel == DeliveryChannel.INAPP:
-        return shoppers
-    return shoppers.filter(consents__channel=channel, consents__status="granted").exclude(
-        **{"phone" if channel != DeliveryChannel.EMAIL else "email": ""})
+    """Demo shoppers who can be reached on `channel` (the same rule the campaigns and journeys use)."""
+    return Subscriber.objects.known().filter(reachable_q(channel))
 
 
 def _plan(per_channel):

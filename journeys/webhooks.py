@@ -20,7 +20,12 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.utils.translation import gettext as _
 
-from subscribers.push_endpoints import GuardedPushSession, PushEndpointRefused
+from subscribers.push_endpoints import (
+    GuardedPushSession,
+    PushEndpointRefused,
+    host_is_allow_listed,
+    is_development_origin,
+)
 
 USER_AGENT = "Tanbih-Webhook/1"
 
@@ -55,27 +60,6 @@ def verify(body, header, *, tolerance=300, now=None):
     return hmac.compare_digest(sign(body, timestamp), header)
 
 
-def _host_allowed(host):
-    host = (host or "").lower().rstrip(".")
-    for entry in getattr(settings, "JOURNEY_WEBHOOK_ALLOWED_HOSTS", []):
-        entry = entry.lower()
-        if (entry.startswith(".") and host.endswith(entry) and len(host) > len(entry)) or host == entry:
-            return True
-    return False
-
-
-def _development_origin(parts):
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    origin = f"{parts.scheme}://{parts.hostname}:{port}"
-    allowed = set()
-    for entry in settings.PUSH_ALLOWED_ENDPOINTS:
-        entry_parts = urlsplit(entry)
-        if entry_parts.scheme and entry_parts.hostname:
-            allowed.add(f"{entry_parts.scheme}://{entry_parts.hostname}:"
-                        f"{entry_parts.port or (443 if entry_parts.scheme == 'https' else 80)}")
-    return origin in allowed
-
-
 def check_url(url):
     """Raise WebhookRefused with the reason unless the server may call `url`."""
     try:
@@ -85,9 +69,9 @@ def check_url(url):
         raise WebhookRefused(_("not a valid URL.")) from None
     if parts.username or parts.password:
         raise WebhookRefused(_("a webhook URL may not carry a user name or password."))
-    if not _host_allowed(parts.hostname):
+    if not host_is_allow_listed(parts.hostname, getattr(settings, "JOURNEY_WEBHOOK_ALLOWED_HOSTS", [])):
         raise WebhookRefused(_("%(host)s is not in JOURNEY_WEBHOOK_ALLOWED_HOSTS.") % {"host": parts.hostname})
-    if parts.scheme != "https" and not _development_origin(parts):
+    if parts.scheme != "https" and not is_development_origin(url):
         raise WebhookRefused(_("a webhook URL must use https."))
 
 

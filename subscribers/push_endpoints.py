@@ -27,6 +27,7 @@ def _origin(parts):
 
 
 def _explicitly_allowed(parts):
+    """True when the URL's exact origin is in PUSH_ALLOWED_ENDPOINTS (a local emulator or receiver in development)."""
     allowed = set()
     for entry in settings.PUSH_ALLOWED_ENDPOINTS:
         entry_parts = urlsplit(entry)
@@ -43,9 +44,15 @@ def is_public_address(ip):
     return address.is_global and not address.is_multicast
 
 
-def host_is_allow_listed(host):
-    host = host.lower().rstrip(".")
-    for entry in settings.PUSH_ALLOWED_HOSTS:
+def is_development_origin(url):
+    """True when `url`'s exact origin is one of PUSH_ALLOWED_ENDPOINTS."""
+    return _explicitly_allowed(urlsplit(url))
+
+
+def host_is_allow_listed(host, allowed=None):
+    """True when `host` is in `allowed` (default PUSH_ALLOWED_HOSTS); a leading dot allows subdomains."""
+    host = (host or "").lower().rstrip(".")
+    for entry in settings.PUSH_ALLOWED_HOSTS if allowed is None else allowed:
         entry = entry.lower()
         if entry.startswith("."):
             if host.endswith(entry) and len(host) > len(entry):
