@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.http import base36_to_int, int_to_base36
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone as dj_timezone
@@ -124,6 +124,19 @@ class Subscriber(models.Model):
     created_at = models.DateTimeField(_("created"), default=dj_timezone.now)
     last_seen_at = models.DateTimeField(_("last seen"), null=True, blank=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    # Predictions, written in bulk by analytics (docs/predictions.md); null until scored. Scores are exact
+    # decimals so a segment's "churn risk > 0.7" means the same in SQL as in Python.
+    best_send_hour = models.PositiveSmallIntegerField(
+        _("best send hour"), null=True, blank=True, validators=[MaxValueValidator(23)],
+        help_text=_("The local hour (0-23) the shopper most often opens or clicks messages."))
+    purchase_likelihood = models.DecimalField(
+        _("purchase likelihood"), max_digits=5, decimal_places=4, null=True, blank=True,
+        help_text=_("Chance of an order in the next 7 days (0-1)."))
+    churn_risk = models.DecimalField(
+        _("churn risk"), max_digits=5, decimal_places=4, null=True, blank=True,
+        help_text=_("Chance of no order in the next 60 days (0-1)."))
+    scores_updated_at = models.DateTimeField(_("scores updated"), null=True, blank=True)
 
     objects = SubscriberQuerySet.as_manager()
 
