@@ -23,6 +23,8 @@ from .segments import (
     NODE_KEYS,
     NUMBER,
     OPERATORS,
+    PREDICTION_FIELDS,
+    PREDICTION_OPERATORS,
     SUBSCRIPTION_FIELDS,
     TEXT,
 )
@@ -47,6 +49,7 @@ TYPE_LABELS = {
     "lifecycle": _("Lifecycle stage"),
     "random_bucket": _("Random bucket"),
     "segment": _("Another segment"),
+    "prediction": _("Predicted score"),
 }
 OPERATOR_LABELS = {
     "equals": _("is"), "not_equals": _("is not"), "contains": _("contains"), "not_contains": _("does not contain"),
@@ -71,6 +74,7 @@ PLACEHOLDERS = {
     ("tags", "value"): "vip, shoes", ("locale", "value"): "ar, en-GB", ("timezone", "value"): "Asia/Riyadh, Europe/London",
     ("event", "name"): "product_viewed", ("custom_attribute", "key"): "favourite_brand",
     ("event", "property"): "category", ("random_bucket", "salt"): "test-1", ("event", "count"): "1",
+    ("prediction", "value"): "0.7",
 }
 MOMENT_PLACEHOLDER = "2026-03-01"
 
@@ -150,6 +154,10 @@ def fields_of(node):
         return [("salt", "text", None), ("from", "int", None), ("to", "int", None)]
     if kind == "segment":
         return [("operator", "select", _choices(("in", "not_in"), OPERATOR_LABELS)), ("segment", "segment", None)]
+    if kind == "prediction":
+        return [("field", "select", [(f, _field_label(f)) for f in PREDICTION_FIELDS]),
+                ("operator", "select", _choices(PREDICTION_OPERATORS, OPERATOR_LABELS)),
+                ("value", value_kind(node, NUMBER), None)]
     return []
 
 

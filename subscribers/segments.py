@@ -19,7 +19,9 @@ Condition types (see docs/segments.md for every operator):
   last N days, with property filters), or did not;
 - `commerce` (orders count, total spent, average order value, first / last order)
   and `abandoned_cart` (a cart abandoned in the last N hours);
-- `lifecycle` stage; `random_bucket` (stable per shopper); `segment` (in / not in another segment).
+- `lifecycle` stage; `random_bucket` (stable per shopper); `segment` (in / not in another segment);
+- `prediction`: the scores analytics writes nightly (purchase likelihood and churn risk 0–1, best send
+  hour 0–23), compared as numbers or tested for being set.
 
 `validate_rules()` checks a tree and raises RulesError listing every problem
 with the path of its node ("rules.conditions[2].value: expected a number of
@@ -103,6 +105,9 @@ COMMERCE_FIELDS = {
     "first_order_at": DATETIME, "last_order_at": DATETIME,
 }
 SUBSCRIPTION_FIELDS = {"page": "subscribed_page_url", "category": "subscribed_category"}
+# The predictions' columns and the range of each (docs/predictions.md); null until a shopper is scored.
+PREDICTION_FIELDS = {"purchase_likelihood": (0, 1), "churn_risk": (0, 1), "best_send_hour": (0, 23)}
+PREDICTION_OPERATORS = NUMBER_OPERATORS + ("exists", "not_exists")
 LOCATION_FIELDS = ("country", "city")
 EVENT_OPERATORS = ("at_least", "at_most", "exactly", "did_not")
 CUSTOM_KEY = re.compile(r"^[^\x00-\x1f]{1,100}$")
@@ -126,6 +131,7 @@ NODE_KEYS = {
     "lifecycle": {"operator", "value"},
     "random_bucket": {"salt", "from", "to"},
     "segment": {"segment", "operator"},
+    "prediction": {"field", "operator", "value"},
 }
 PROPERTY_KEYS = {"property", "operator", "value"}
 
@@ -466,6 +472,22 @@ class _Parser:
         if value is _MISSING:
             return None
         return lambda now: _field_q(name, kind, operator, value, now)
+
+    def parse_prediction(self, node, path):
+        name = self.choice(node, "field", path, tuple(PREDICTION_FIELDS))
+        operator = self.choice(node, "operator", path, PREDICTION_OPERATORS)
+        if _MISSING in (name, operator):
+            return None
+        if operator in ("exists", "not_exists"):
+            return lambda now: Q(**{f"{name}__isnull": operator == "not_exists"})
+        value = self.number(node, "value", path)
+        low, high = PREDICTION_FIELDS[name]
+        if value is not _MISSING and not low <= value <= high:
+            value = self.problem(path + ".value", _("expected a number from %(low)s to %(high)s.")
+                                 % {"low": low, "high": high})
+        if value is _MISSING:
+            return None
+        return lambda now: _field_q(name, NUMBER, operator, value, now)
 
     def parse_custom_attribute(self, node, path):
         key = node.get("key")

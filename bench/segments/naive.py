@@ -142,6 +142,14 @@ class _Evaluator:
         from subscribers.segments import COMMERCE_FIELDS
         return self.column(node["field"], COMMERCE_FIELDS[node["field"]], node, facts)
 
+    def prediction(self, node, facts):
+        actual, operator = getattr(facts.subscriber, node["field"]), node["operator"]
+        if operator in ("exists", "not_exists"):
+            return (actual is not None) == (operator == "exists")
+        if actual is None:
+            return operator == "not_equals"  # NULL is never equal, greater or less; always "not equal"
+        return self.compare_number(Decimal(actual), operator, node["value"])
+
     def subscription(self, node, facts):
         from subscribers.segments import SUBSCRIPTION_FIELDS
         return self.column(SUBSCRIPTION_FIELDS[node["field"]], "text", node, facts)

@@ -38,6 +38,9 @@ OFFSETS = [timedelta(0), timedelta(hours=1), timedelta(hours=1, seconds=1), time
            timedelta(days=30), timedelta(days=30, seconds=1), timedelta(days=90)]
 DATES = ["2026-11-13", "2026-10-21", "2026-03-10", "2026-11-13T09:00:00", "2026-11-13T12:00:00+03:00"]
 NUMBERS = [0, 1, 2, 7, 7.5, 12, 100, -3]
+# Scores on and around the thresholds the prediction conditions draw (None: not scored yet).
+SCORES = [None, Decimal("0"), Decimal("0.3"), Decimal("0.6999"), Decimal("0.7"), Decimal("0.7001"), Decimal("1")]
+HOURS = [None, 0, 9, 20, 23]
 
 
 def build_population(seed=20261120, size=45):
@@ -62,6 +65,7 @@ def build_population(seed=20261120, size=45):
             average_order_value=Decimal(rng.choice([0, 50, 120])),
             last_order_at=ago() if orders else None, first_order_at=ago() if orders else None,
             lifecycle_stage=rng.choice(STAGES), created_at=ago(), last_seen_at=rng.choice([None, ago()]),
+            purchase_likelihood=rng.choice(SCORES), churn_risk=rng.choice(SCORES), best_send_hour=rng.choice(HOURS),
         )
         for _n in range(rng.randint(0, 6)):
             properties = {"category": rng.choice(CATEGORIES), "value": rng.choice(JSON_VALUES)}
@@ -185,6 +189,16 @@ conditions = st.one_of(
                            "operator": st.sampled_from(["is", "is_not"])}),
     st.fixed_dictionaries({"type": st.just("abandoned_cart"), "operator": st.sampled_from(["has", "has_not"]),
                            "within_hours": st.sampled_from([1, 24, 48])}),
+    st.fixed_dictionaries({"type": st.just("prediction"), "field": st.sampled_from(["purchase_likelihood",
+                                                                                     "churn_risk"]),
+                           "operator": st.sampled_from(["equals", "not_equals", "gt", "gte", "lt", "lte"]),
+                           "value": st.sampled_from([0, 0.3, 0.7, 1])}),
+    st.fixed_dictionaries({"type": st.just("prediction"), "field": st.just("best_send_hour"),
+                           "operator": st.sampled_from(["equals", "not_equals", "gt", "gte", "lt", "lte"]),
+                           "value": st.sampled_from([0, 9, 20, 23])}),
+    st.fixed_dictionaries({"type": st.just("prediction"),
+                           "field": st.sampled_from(["purchase_likelihood", "churn_risk", "best_send_hour"]),
+                           "operator": st.sampled_from(["exists", "not_exists"])}),
     st.builds(lambda low, width, salt: {"type": "random_bucket", "salt": salt, "from": low,
                                         "to": min(100, low + width)},
               st.integers(0, 99), st.integers(1, 100), st.sampled_from(["", "a", "spring"])),
@@ -225,6 +239,8 @@ def test_the_population_covers_both_sides_of_every_kind_of_condition(population)
         {"type": "tags", "operator": "has_all", "value": ["vip", "newsletter"]},
         {"type": "locale", "operator": "in", "value": ["ar"]},
         {"type": "attribute", "field": "last_seen_at", "operator": "within_last_days", "value": 7},
+        {"type": "prediction", "field": "churn_risk", "operator": "gt", "value": 0.7},
+        {"type": "prediction", "field": "best_send_hour", "operator": "not_equals", "value": 20},
     ]
     for probe in probes:
         picked = sum(matches({"type": "group", "conditions": [probe]}, facts, NOW) for facts in population)
