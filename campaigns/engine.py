@@ -217,6 +217,9 @@ def next_local_occurrence(campaign, after):
 def first_run_at(campaign, now):
     """When the scheduler should first act on a campaign being scheduled (None: celery-beat drives it)."""
     kind = campaign.schedule_kind
+    if kind == ScheduleKind.BEST_TIME and campaign.local_date:
+        # The chosen day's first hour anywhere on Earth: every shopper's best hour that day is still ahead.
+        return max(earliest_local_moment(campaign.local_date, time(0, 0)) - LAUNCH_LEAD, now)
     if kind in (ScheduleKind.NOW, ScheduleKind.BEST_TIME):
         return now
     if kind == ScheduleKind.AT:
@@ -314,14 +317,15 @@ def _waves(campaign, target, now, local_day=None, local_at=None):
     if hour is not None:
         annotated = target.annotate(best_hour=hour)
         for zone_name, best in annotated.values_list("timezone", "best_hour").distinct().order_by():
-            day = now.astimezone(zone(zone_name)).date()
+            day = campaign.local_date or now.astimezone(zone(zone_name)).date()
             at = time(int(best), 0) if best is not None else (campaign.local_time or DEFAULT_BEST_HOUR)
             when = local_send_at(day, at, zone_name, now, MissedLocalTime.NEXT_DAY)
             waves.append((annotated.filter(timezone=zone_name, best_hour=best), when))
         return waves
     for zone_name in target.values_list("timezone", flat=True).distinct().order_by():
         if kind == ScheduleKind.BEST_TIME:
-            day, at = now.astimezone(zone(zone_name)).date(), campaign.local_time or DEFAULT_BEST_HOUR
+            day = campaign.local_date or now.astimezone(zone(zone_name)).date()
+            at = campaign.local_time or DEFAULT_BEST_HOUR
             missed = MissedLocalTime.NEXT_DAY
         else:
             day, at, missed = local_day, local_at, campaign.missed_local_time

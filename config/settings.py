@@ -202,6 +202,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "subscribers.tasks.refresh_lifecycle_stages",
         "schedule": crontab(minute=17, hour=2),
     },
+    "analytics-train-predictions": {
+        "task": "analytics.tasks.train_predictions",
+        "schedule": crontab(minute=37, hour=env_int("PREDICTIONS_TRAIN_HOUR", 3)),
+    },
 }
 
 # --- i18n -------------------------------------------------------------------------
@@ -432,8 +436,9 @@ LOGGING = {
 # How often celery-beat runs the campaign scheduler (launch due campaigns, A/B winners, completion).
 CAMPAIGN_TICK_SECONDS = env_int("CAMPAIGN_TICK_SECONDS", 15)
 # "At each subscriber's best hour": a dotted path to a function returning a Subscriber annotation of the best
-# local hour (0-23); empty until analytics provides one (then the campaign's local time, else 10:00, is used).
-CAMPAIGN_BEST_HOUR_PROVIDER = env("CAMPAIGN_BEST_HOUR_PROVIDER", "")
+# local hour (0-23); by default the hour the predictions wrote on each shopper (docs/predictions.md). Shoppers
+# without one get the campaign's local time, else 10:00; empty: everyone does.
+CAMPAIGN_BEST_HOUR_PROVIDER = env("CAMPAIGN_BEST_HOUR_PROVIDER", "analytics.best_hour.best_hour_annotation")
 # The review step's SMS cost estimate: price of one SMS segment, and its currency.
 SMS_COST_PER_SEGMENT = env("SMS_COST_PER_SEGMENT", "0.05")
 SMS_COST_CURRENCY = env("SMS_COST_CURRENCY", "USD")
@@ -448,3 +453,13 @@ JOURNEY_WEBHOOK_ALLOWED_HOSTS = env_list("JOURNEY_WEBHOOK_ALLOWED_HOSTS", "")
 # The key webhook calls are signed with (X-Tanbih-Signature); derived from SECRET_KEY when empty.
 JOURNEY_WEBHOOK_SECRET = env("JOURNEY_WEBHOOK_SECRET", "")
 JOURNEY_WEBHOOK_TIMEOUT_SECONDS = env_int("JOURNEY_WEBHOOK_TIMEOUT_SECONDS", 10)
+
+# --- Predictions (docs/predictions.md) --------------------------------------------
+# The UTC hour celery-beat retrains the purchase / churn models and rescores every shopper (at :37).
+PREDICTIONS_TRAIN_HOUR = env_int("PREDICTIONS_TRAIN_HOUR", 3)
+# A model is trained only with at least this many rows of each outcome; fewer is recorded as "not enough data".
+PREDICTIONS_MIN_CLASS_ROWS = env_int("PREDICTIONS_MIN_CLASS_ROWS", 20)
+# Best send hour: days of clicks and displays looked at, and the prior's weight k (how many engagements a
+# shopper needs before their own hours outweigh the store-wide pattern).
+PREDICTIONS_BEST_HOUR_DAYS = env_int("PREDICTIONS_BEST_HOUR_DAYS", 180)
+PREDICTIONS_BEST_HOUR_PRIOR_WEIGHT = float(env("PREDICTIONS_BEST_HOUR_PRIOR_WEIGHT", "5"))

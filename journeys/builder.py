@@ -85,6 +85,8 @@ def summary(step):
             "template": step.get("template", ""), "channels": channel_names(step.get("channels"))}
         if step.get("unless_clicked"):
             text += " · " + _("unless the last message was clicked")
+        if step.get("at_best_time"):
+            text += " · " + _("at the shopper's best hour")
         return text
     if kind == "branch":
         condition = step.get("condition") or {}

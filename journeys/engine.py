@@ -13,7 +13,8 @@ A version's steps are a graph in JSON:
 Step types (docs/journeys.md): wait (minutes / hours / days), wait_until (a local
 time of day, optional weekdays), wait_for_event (an event before a timeout: yes /
 no), send (a template on the first reachable of its channels; `unless_clicked`
-skips it when the enrolment's last message was clicked), branch (clicked the last
+skips it when the enrolment's last message was clicked; `at_best_time` first waits for the
+shopper's best local hour), branch (clicked the last
 message, an event within N minutes, or segment rules: yes / no), split (random
 paths by percent, stable per enrolment), update (attributes and tags), exit.
 
@@ -57,6 +58,8 @@ STEP_TYPES = ("wait", "wait_until", "wait_for_event", "send", "branch", "split",
 WAIT_TYPES = ("wait", "wait_until", "wait_for_event")
 # A graph that loops without waiting is stopped after this many steps in one go (and goes on at the next tick).
 MAX_STEPS_PER_ADVANCE = 50
+# A send step "at best time" for a shopper not scored yet waits for this local hour (campaigns use 10:00 too).
+DEFAULT_BEST_HOUR = 10
 CLAIM_LEASE = timedelta(minutes=10)
 LOOP_PAUSE = timedelta(minutes=1)
 CONTEXT_KEYS = ("cart_id", "order_id", "product", "product_id", "discount_code", "value", "currency", "items",
@@ -122,6 +125,8 @@ def validate_steps(graph):
             channels = step.get("channels") or []
             if not channels or any(c not in DeliveryChannel.values for c in channels):
                 problems.append((f"{path}.channels", _("expected channels in order, e.g. [\"push\", \"sms\"].")))
+            if not isinstance(step.get("at_best_time", False), bool):
+                problems.append((f"{path}.at_best_time", _("expected true or false.")))
             link(f"{path}.next", step.get("next"), optional=True)
         elif kind == "branch":
             condition = step.get("condition") or {}
@@ -256,6 +261,34 @@ def _local_next(step, subscriber, now):
         if day.weekday() in weekdays and moment > local_now:
             return moment.astimezone(zoneinfo.ZoneInfo("UTC"))
     return now + timedelta(days=1)
+
+
+def best_time_wait(step, enrolment, now):
+    """When a send step "at best time" should send (None: now, or the step does not wait).
+
+    The shopper's best local hour (Subscriber.best_send_hour, written by the predictions; DEFAULT_BEST_HOUR
+    until they are scored): at once when it is that hour where they are, else at the start of its next
+    occurrence. An enrolment already waiting here has been woken by that moment and sends.
+    """
+    if not step.get("at_best_time") or enrolment.is_waiting:
+        return None
+    subscriber = enrolment.subscriber
+    hour = subscriber.best_send_hour if subscriber.best_send_hour is not None else DEFAULT_BEST_HOUR
+    zone = zoneinfo.ZoneInfo(subscriber.timezone or "UTC")
+    local_now = now.astimezone(zone)
+    if local_now.hour == hour:
+        return None
+    day = local_now.date() + timedelta(days=0 if local_now.hour < hour else 1)
+    return datetime.combine(day, time(hour), tzinfo=zone).astimezone(zoneinfo.ZoneInfo("UTC"))
+
+
+def _held_for_best_time(enrolment, step, now):
+    """Park the enrolment on its send step until its best hour; -> True when it now waits."""
+    when = best_time_wait(step, enrolment, now)
+    enrolment.is_waiting = when is not None
+    if when is not None:
+        enrolment.next_run_at = when
+    return when is not None
 
 
 def _wait_until(step, enrolment, now):
@@ -415,6 +448,8 @@ def run_step(enrolment, now):
         enrolment.waiting_for = step.get("event", "") if kind == "wait_for_event" else ""
         return False
     if kind == "send":
+        if _held_for_best_time(enrolment, step, now):
+            return False
         outcome, detail = _send_many([enrolment], key, step, now)[enrolment.pk]
         _log(enrolment, key, kind, outcome, now, **detail)
         return _go(enrolment, step.get("next"), now)
@@ -546,6 +581,8 @@ def advance_many(enrolment_ids, now=None):
             for enrolment in live:
                 step = enrolment.version.step(enrolment.step) or {}
                 if step.get("type") == "send":
+                    if _held_for_best_time(enrolment, step, now):
+                        continue
                     sends.setdefault((enrolment.version_id, enrolment.step), []).append(enrolment)
                 elif run_step(enrolment, now):
                     go_on.add(enrolment.pk)

@@ -143,6 +143,10 @@ class SendForm(StepForm):
     unless_clicked = forms.BooleanField(label=_("Skip it when the last message was clicked"), required=False)
     transactional = forms.BooleanField(label=_("Transactional (no marketing consent or quiet hours)"),
                                        required=False)
+    at_best_time = forms.BooleanField(
+        label=_("At the shopper's best hour"), required=False,
+        help_text=_("Wait until the local hour the shopper most often opens messages (predicted nightly)."))
+    FLAGS = ("unless_clicked", "transactional", "at_best_time")
     CHANNEL_FIELDS = ("channel_1", "channel_2", "channel_3", "channel_4")
 
     def __init__(self, *args, **kwargs):
@@ -157,8 +161,7 @@ class SendForm(StepForm):
             self.fields[name].choices = [("", "—")] + list(DeliveryChannel.choices)
 
     def read(self, step):
-        data = {"template": step.get("template"), "unless_clicked": bool(step.get("unless_clicked")),
-                "transactional": bool(step.get("transactional"))}
+        data = {"template": step.get("template"), **{flag: bool(step.get(flag)) for flag in self.FLAGS}}
         for name, channel in zip(self.CHANNEL_FIELDS, step.get("channels") or []):
             data[name] = channel
         return data
@@ -174,7 +177,7 @@ class SendForm(StepForm):
     def write(self, step):
         step["template"] = self.cleaned_data["template"]
         step["channels"] = self.cleaned_data["channels"]
-        for flag in ("unless_clicked", "transactional"):
+        for flag in self.FLAGS:
             if self.cleaned_data[flag]:
                 step[flag] = True
             else:
