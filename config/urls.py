@@ -14,6 +14,7 @@ urlpatterns = [
     path("app/campaigns/", include("campaigns.urls")),
     path("app/journeys/", include("journeys.urls")),
     path("app/segments/", include("subscribers.segment_urls")),
+    path("app/subscribers/", include("analytics.subscriber_urls")),
     path("app/templates/", include("delivery.template_urls")),
     path("", include("delivery.urls")),
     path("", include("subscribers.urls")),

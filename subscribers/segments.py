@@ -29,7 +29,7 @@ days ..."). `compile_rules()` turns a valid tree into one Q over Subscriber:
 profile conditions are plain column filters, everything else a correlated
 EXISTS on the shopper's events, carts, consents or push subscriptions, so the
 database does all the filtering. The only queries made while compiling load
-the segments a `segment` condition names.
+the segments a `segment` condition names (none when they are passed in `known`).
 """
 import math
 import re
@@ -152,9 +152,13 @@ def validate_rules(rules, *, segment=None):
     _Parser(segment=segment).parse(rules)
 
 
-def compile_rules(rules, now=None, *, segment=None):
-    """The rules as one Q over Subscriber (relative windows counted back from `now`)."""
-    build = _Parser(segment=segment).parse(rules)
+def compile_rules(rules, now=None, *, segment=None, known=None):
+    """The rules as one Q over Subscriber (relative windows counted back from `now`).
+
+    `known` ({id: Segment}) lends the segments a `segment` condition names, so
+    compiling several segments already loaded queries none of them again.
+    """
+    build = _Parser(segment=segment, known=known or {}).parse(rules)
     return build(now or timezone.now())
 
 
@@ -171,24 +175,41 @@ def count_and_sample(rules, n=10, now=None):
     return matching.count(), list(matching.order_by("-pk")[:n])
 
 
-def count_segments(segments, now=None):
-    """{segment id: member count} for several segments in one query (None for rules that no longer compile)."""
+def count_segments(segments, now=None, *, among=None):
+    """{segment id: member count} for several segments in one query (None for rules that no longer compile).
+
+    `among` narrows the count to a queryset of subscribers (one shopper: segments_of).
+    """
     now = now or timezone.now()
+    segments = list(segments)
+    known = {segment.pk: segment for segment in segments}
     filters, counts = {}, {}
     for segment in segments:
         if segment.kind == SegmentKind.STATIC:
             filters[f"s{segment.pk}"] = _static_member(segment.pk)
             continue
         try:
-            filters[f"s{segment.pk}"] = compile_rules(segment.rules, now, segment=segment)
+            filters[f"s{segment.pk}"] = compile_rules(segment.rules, now, segment=segment, known=known)
         except RulesError:
             counts[segment.pk] = None
     if filters:
-        totals = Subscriber.objects.aggregate(**{
+        totals = (Subscriber.objects.all() if among is None else among).aggregate(**{
             alias: models.Count("pk", filter=condition) if condition else models.Count("pk")
             for alias, condition in filters.items()})
         counts.update({int(alias[1:]): total for alias, total in totals.items()})
     return counts
+
+
+def segments_of(subscriber, segments, now=None):
+    """The segments among `segments` that `subscriber` is in now, in their order: one query for them all.
+
+    Every segment's rules become a filtered count over the one shopper's row, so a
+    profile page asks the database once however many segments there are (the
+    segments a rule names are taken from `segments` when they are among them).
+    """
+    segments = list(segments)
+    counts = count_segments(segments, now, among=Subscriber.objects.filter(pk=subscriber.pk))
+    return [segment for segment in segments if counts.get(segment.pk)]
 
 
 def _static_member(segment_id):
@@ -283,6 +304,7 @@ class _Parser:
     problems: list = field(default_factory=list)
     conditions: int = 0
     stack: tuple = ()
+    known: dict = field(default_factory=dict)  # {id: Segment} already loaded, for `segment` conditions
 
     def __post_init__(self):
         if self.segment is not None and self.segment.pk:
@@ -679,7 +701,7 @@ class _Parser:
         if segment_id in self.stack:
             self.problem(path + ".segment", _("a segment can't include itself, even through other segments."))
             return None
-        other = Segment.objects.filter(pk=segment_id).first()
+        other = self.known.get(segment_id) or Segment.objects.filter(pk=segment_id).first()
         if other is None:
             self.problem(path + ".segment", _("there is no segment %(id)s.") % {"id": segment_id})
             return None
@@ -687,7 +709,7 @@ class _Parser:
             return None
         if other.kind == SegmentKind.STATIC:
             return lambda now: _static_member(other.pk) if operator == "in" else ~_static_member(other.pk)
-        inner = _Parser(segment=None, stack=self.stack + (other.pk,))
+        inner = _Parser(segment=None, stack=self.stack + (other.pk,), known=self.known)
         inner.conditions = self.conditions
         build = inner.group(other.rules, "rules", depth=0, root=True)
         self.conditions = inner.conditions
