@@ -175,6 +175,7 @@ CELERY_TASK_ROUTES = {
     # A journey's reaction to an event (its first step) is as urgent as a transactional send.
     "journeys.tasks.handle_event": {"queue": "send"},
     "journeys.tasks.*": {"queue": "schedule"},
+    "analytics.tasks.*": {"queue": "schedule"},
 }
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
@@ -205,6 +206,18 @@ CELERY_BEAT_SCHEDULE = {
     "analytics-train-predictions": {
         "task": "analytics.tasks.train_predictions",
         "schedule": crontab(minute=37, hour=env_int("PREDICTIONS_TRAIN_HOUR", 3)),
+    },
+    "analytics-roll-up": {
+        "task": "analytics.tasks.roll_up",
+        "schedule": float(env_int("ANALYTICS_ROLLUP_SECONDS", 30)),
+    },
+    "analytics-sweep-attributions": {
+        "task": "analytics.tasks.sweep_attributions",
+        "schedule": float(env_int("ANALYTICS_SWEEP_SECONDS", 300)),
+    },
+    "analytics-subscribers-per-channel": {
+        "task": "analytics.tasks.refresh_subscriber_daily",
+        "schedule": crontab(minute=7),
     },
 }
 
@@ -455,6 +468,15 @@ JOURNEY_WEBHOOK_ALLOWED_HOSTS = env_list("JOURNEY_WEBHOOK_ALLOWED_HOSTS", "")
 # The key webhook calls are signed with (X-Tanbih-Signature); derived from SECRET_KEY when empty.
 JOURNEY_WEBHOOK_SECRET = env("JOURNEY_WEBHOOK_SECRET", "")
 JOURNEY_WEBHOOK_TIMEOUT_SECONDS = env_int("JOURNEY_WEBHOOK_TIMEOUT_SECONDS", 10)
+
+# --- Analytics --------------------------------------------------------------------
+# Attribution (docs/analytics.md): an order goes to the last message clicked within the click window, else to the
+# last message displayed or delivered within the view window.
+ANALYTICS_CLICK_WINDOW_HOURS = env_int("ANALYTICS_CLICK_WINDOW_HOURS", 24)
+ANALYTICS_VIEW_WINDOW_HOURS = env_int("ANALYTICS_VIEW_WINDOW_HOURS", 1)
+# How often celery-beat adds new message events to the daily rollups, and attributes orders the signal path missed.
+ANALYTICS_ROLLUP_SECONDS = env_int("ANALYTICS_ROLLUP_SECONDS", 30)
+ANALYTICS_SWEEP_SECONDS = env_int("ANALYTICS_SWEEP_SECONDS", 300)
 
 # --- Predictions (docs/predictions.md) --------------------------------------------
 # The UTC hour celery-beat retrains the purchase / churn models and rescores every shopper (at :37).

@@ -261,12 +261,22 @@ class MessageEvent(models.Model):
     kind = models.CharField(max_length=15, choices=MessageEventKind.choices)
     detail = models.JSONField(default=dict, blank=True)
     occurred_at = models.DateTimeField(default=timezone.now)
+    # Set when analytics has added the event to its daily rollups (claimed with SKIP LOCKED, so each
+    # event is counted once however many workers roll up at the same time); NULL until then.
+    rolled_up_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("message event")
         verbose_name_plural = _("message events")
         ordering = ["occurred_at", "id"]
-        indexes = [models.Index(fields=["kind", "occurred_at"], name="messageevent_kind_time_idx")]
+        indexes = [
+            models.Index(fields=["kind", "occurred_at"], name="messageevent_kind_time_idx"),
+            # The rollup's queue: only the events not rolled up yet, in id order.
+            models.Index(fields=["id"], condition=models.Q(rolled_up_at__isnull=True),
+                         name="messageevent_pending_idx"),
+            # "Is this the message's first event of this kind?" when rolling up.
+            models.Index(fields=["message", "kind"], name="messageevent_message_kind_idx"),
+        ]
 
     def __str__(self):
         return f"{self.message_id} {self.kind}"

@@ -1,0 +1,298 @@
+"""Daily aggregates kept current as messages change and orders arrive, so reports never scan all messages.
+
+Message events are the queue: `roll_up_pending` claims events not rolled up yet
+(`MessageEvent.rolled_up_at IS NULL`, a partial index) with SELECT … FOR UPDATE
+SKIP LOCKED, adds them to DailyRollup / ReasonRollup and marks them, all in one
+transaction — so concurrent workers take disjoint events, a crash rolls the
+batch back whole, and every event is added exactly once.
+
+A message counts once per kind (sent, clicked …) however many events of that
+kind it has (every click is an event): an event counts unless an event of the
+same kind of the same message was rolled up before, or comes earlier in the
+same batch. The batch locks its messages' rows (FOR NO KEY UPDATE, which does
+not block the outbox from appending events), so two batches holding events of
+the same message take turns and the second sees the first's marks.
+
+Conversions and revenue are added by `add_conversion`, in the transaction that
+writes the order's Attribution row (analytics.attribution).
+
+`rebuild` (manage.py rebuild_rollups) starts over from the raw rows under an
+exclusive advisory lock that the incremental paths take shared.
+"""
+import zoneinfo
+from collections import defaultdict
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from delivery.models import Message, MessageEvent, MessageEventKind
+from subscribers.models import Channel, ConsentChange, ConsentStatus
+
+from .attribution import counts_as_revenue
+from .models import Attribution, AttributionKind, DailyRollup, ReasonRollup, SubscriberDaily
+
+# Which message event kind feeds which rollup column.
+KIND_METRICS = {
+    MessageEventKind.QUEUED: "targeted",
+    MessageEventKind.SENT: "sent",
+    MessageEventKind.DELIVERED: "delivered",
+    MessageEventKind.DISPLAYED: "displayed",
+    MessageEventKind.CLICKED: "clicked",
+    MessageEventKind.FAILED: "failed",
+    MessageEventKind.SUPPRESSED: "suppressed",
+    MessageEventKind.UNSUBSCRIBED: "unsubscribed",
+}
+MESSAGE_METRICS = tuple(KIND_METRICS.values())
+CONVERSION_METRICS = ("converted_click", "converted_view", "revenue_click", "revenue_view")
+ROLLUP_METRICS = MESSAGE_METRICS + CONVERSION_METRICS
+REASON_OUTCOMES = (MessageEventKind.FAILED, MessageEventKind.SUPPRESSED)
+DAILY_KEY = ("day", "source_type", "source_id", "channel")
+REASON_KEY = ("day", "source_type", "source_id", "channel", "outcome", "reason")
+SUBSCRIBER_CHANNELS = tuple(Channel.values)
+
+# pg_advisory locks: the incremental paths hold it shared, rebuild exclusive.
+ROLLUP_LOCK_KEY = 7_340_601
+DEFAULT_BATCH = 5000
+
+
+# --- Days ---------------------------------------------------------------------------
+
+def store_timezone():
+    return zoneinfo.ZoneInfo(settings.STORE_TIMEZONE)
+
+
+def local_day(moment):
+    """The store-timezone date of an aware datetime: the day a figure is counted on."""
+    return timezone.localtime(moment, store_timezone()).date()
+
+
+def day_start(day):
+    """The aware moment a store-timezone day begins."""
+    return datetime.combine(day, time.min, tzinfo=store_timezone())
+
+
+def window_days(start, end):
+    """A report window as whole store-timezone days: (first day, last day), both included."""
+    first, last = local_day(start), local_day(end)
+    return first, max(first, last)
+
+
+def window_bounds(start, end):
+    """[from, to) in time covering the window's whole days: what raw computations filter on."""
+    first, last = window_days(start, end)
+    return day_start(first), day_start(last + timedelta(days=1))
+
+
+def days_between(first, last):
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
+# --- Locks and upserts --------------------------------------------------------------
+
+def _advisory_lock(shared):
+    if connection.vendor != "postgresql":
+        return  # SQLite runs one writer at a time.
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {function}(%s)", [ROLLUP_LOCK_KEY])
+
+
+def _upsert(model, key, metrics, rows):
+    """Add `rows` ({key tuple: {metric: amount}}) to the table: one INSERT … ON CONFLICT DO UPDATE, in key order
+    so that concurrent transactions lock the same rows in the same order (no deadlock)."""
+    if not rows:
+        return
+    table = model._meta.db_table
+    columns = [*key, *metrics]
+    values, params = [], []
+    for row_key in sorted(rows):
+        amounts = rows[row_key]
+        values.append(f"({', '.join(['%s'] * len(columns))})")
+        params.extend([*row_key, *(amounts.get(metric, 0) for metric in metrics)])
+    updates = ", ".join(f"{metric} = {table}.{metric} + EXCLUDED.{metric}" for metric in metrics)
+    sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join(values)} "
+           f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def add_daily(rows):
+    _upsert(DailyRollup, DAILY_KEY, ROLLUP_METRICS, rows)
+
+
+def add_reasons(rows):
+    _upsert(ReasonRollup, REASON_KEY, ("count",), rows)
+
+
+# --- Message events -----------------------------------------------------------------
+
+def event_reason(detail):
+    """Why a message failed or was suppressed, from its event: the policy's reason, else the provider's code."""
+    detail = detail or {}
+    return str(detail.get("reason") or detail.get("code") or detail.get("status") or "")[:300]
+
+
+def _claim(batch_size):
+    return list(MessageEvent.objects.filter(rolled_up_at__isnull=True).order_by("pk")
+                .select_for_update(skip_locked=True).values_list("pk", flat=True)[:batch_size])
+
+
+def _counted_events(ids):
+    """The claimed events that count: rows (kind, occurred_at, detail, message_id) of a kind not counted before."""
+    events = list(MessageEvent.objects.filter(pk__in=ids, kind__in=list(KIND_METRICS)).order_by("pk")
+                  .values_list("pk", "kind", "occurred_at", "detail", "message_id"))
+    message_ids = sorted({row[4] for row in events})
+    if not message_ids:
+        return []
+    list(Message.objects.filter(pk__in=message_ids).order_by("pk").select_for_update(no_key=True)
+         .values_list("pk", flat=True))
+    seen = set(MessageEvent.objects.filter(message_id__in=message_ids, kind__in=list(KIND_METRICS),
+                                           rolled_up_at__isnull=False)
+               .values_list("message_id", "kind").distinct().order_by())
+    counted = []
+    for _pk, kind, occurred_at, detail, message_id in events:
+        if (message_id, kind) not in seen:
+            seen.add((message_id, kind))
+            counted.append((kind, occurred_at, detail, message_id))
+    return counted
+
+
+def _sources(message_ids):
+    return {pk: (source_type, source_id, channel) for pk, source_type, source_id, channel in
+            Message.objects.filter(pk__in=message_ids).values_list("pk", "source_type", "source_id", "channel")}
+
+
+def roll_up_events(counted):
+    """Add counted events to the daily and reason rollups."""
+    sources = _sources({row[3] for row in counted})
+    daily = defaultdict(lambda: defaultdict(int))
+    reasons = defaultdict(lambda: {"count": 0})
+    for kind, occurred_at, detail, message_id in counted:
+        source_type, source_id, channel = sources[message_id]
+        key = (local_day(occurred_at), source_type, source_id, channel)
+        daily[key][KIND_METRICS[kind]] += 1
+        if kind in REASON_OUTCOMES:
+            reasons[(*key, str(kind), event_reason(detail))]["count"] += 1
+    add_daily(daily)
+    add_reasons(reasons)
+
+
+def roll_up_pending(*, batch_size=DEFAULT_BATCH, now=None):
+    """Roll up one batch of events not rolled up yet: -> how many were claimed (0: nothing left)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        _advisory_lock(shared=True)
+        ids = _claim(batch_size)
+        if not ids:
+            return 0
+        roll_up_events(_counted_events(ids))
+        MessageEvent.objects.filter(pk__in=ids).update(rolled_up_at=now)
+    return len(ids)
+
+
+def roll_up_all(*, batch_size=DEFAULT_BATCH, limit=None):
+    """Batches until nothing is left (or `limit` events): -> events rolled up."""
+    total = 0
+    while limit is None or total < limit:
+        done = roll_up_pending(batch_size=batch_size)
+        if not done:
+            break
+        total += done
+    return total
+
+
+# --- Conversions --------------------------------------------------------------------
+
+def conversion_amounts(kind, value, currency, count=1):
+    """The rollup columns an attributed order (or `count` of them worth `value`) adds."""
+    if kind not in (AttributionKind.CLICK, AttributionKind.VIEW):
+        return {}
+    revenue = Decimal(value or 0) if counts_as_revenue(currency) else Decimal("0")
+    return {f"converted_{kind}": count, f"revenue_{kind}": revenue}
+
+
+def add_conversion(attribution):
+    """Add one attributed order to the daily rollup of its message's source (called in the Attribution's
+    transaction, so the order counts exactly when its row exists)."""
+    amounts = conversion_amounts(attribution.kind, attribution.value, attribution.currency)
+    if not amounts:
+        return
+    _advisory_lock(shared=True)
+    key = (local_day(attribution.placed_at), attribution.source_type, attribution.source_id, attribution.channel)
+    add_daily({key: amounts})
+
+
+def _conversions_from_attributions():
+    """Every attributed order's figures as rollup rows (rebuild)."""
+    rows = defaultdict(lambda: defaultdict(Decimal))
+    grouped = (Attribution.objects.filter(kind__in=[AttributionKind.CLICK, AttributionKind.VIEW])
+               .annotate(day=TruncDate("placed_at", tzinfo=store_timezone()))
+               .values("day", "source_type", "source_id", "channel", "kind", "currency")
+               .annotate(n=Count("pk"), value=Sum("value")).order_by())
+    for row in grouped:
+        key = (row["day"], row["source_type"], row["source_id"], row["channel"])
+        for metric, amount in conversion_amounts(row["kind"], row["value"], row["currency"], row["n"]).items():
+            rows[key][metric] += amount
+    return rows
+
+
+# --- Subscribers per channel --------------------------------------------------------
+
+def reachable_on(day):
+    """{channel: subscribers whose consent on it was granted at the end of `day`} from the consent history."""
+    end = day_start(day + timedelta(days=1))
+    later = ConsentChange.objects.filter(subscriber_id=OuterRef("subscriber_id"), channel=OuterRef("channel"),
+                                         occurred_at__lt=end).filter(
+        Q(occurred_at__gt=OuterRef("occurred_at")) | Q(occurred_at=OuterRef("occurred_at"), pk__gt=OuterRef("pk")))
+    counts = dict.fromkeys(SUBSCRIBER_CHANNELS, 0)
+    for channel, n in (ConsentChange.objects.filter(occurred_at__lt=end, status=ConsentStatus.GRANTED)
+                       .filter(~Exists(later)).values_list("channel").annotate(n=Count("subscriber_id", distinct=True))
+                       .order_by()):
+        counts[channel] = n
+    return counts
+
+
+def refresh_subscriber_daily(*, now=None, recompute_days=2, backfill_days=400):
+    """Write SubscriberDaily for the days not computed yet and recompute the last `recompute_days` (late
+    consent changes land there): -> the days written."""
+    today = local_day(now or timezone.now())
+    last = SubscriberDaily.objects.order_by("-day").values_list("day", flat=True).first()
+    if last is None:
+        first_change = ConsentChange.objects.order_by("occurred_at").values_list("occurred_at", flat=True).first()
+        if first_change is None:
+            return []
+        first = max(local_day(first_change), today - timedelta(days=backfill_days))
+    else:
+        first = min(last + timedelta(days=1), today - timedelta(days=recompute_days - 1))
+    days = days_between(first, today)
+    computed_at = timezone.now()
+    for day in days:
+        for channel, reachable in reachable_on(day).items():
+            SubscriberDaily.objects.update_or_create(day=day, channel=channel,
+                                                     defaults={"reachable": reachable, "computed_at": computed_at})
+    return days
+
+
+# --- Start over ---------------------------------------------------------------------
+
+def rebuild(*, batch_size=DEFAULT_BATCH):
+    """Drop the rollups and compute them again from the raw rows: -> events rolled up.
+
+    The reset (rollups emptied, every event unmarked, conversions re-added from the
+    Attribution rows) is one transaction under the exclusive lock; the events are then
+    rolled up in ordinary batches, alongside whatever workers are running.
+    """
+    with transaction.atomic():
+        _advisory_lock(shared=False)
+        DailyRollup.objects.all().delete()
+        ReasonRollup.objects.all().delete()
+        MessageEvent.objects.filter(rolled_up_at__isnull=False).update(rolled_up_at=None)
+        add_daily(_conversions_from_attributions())
+    SubscriberDaily.objects.all().delete()
+    refresh_subscriber_daily()
+    return roll_up_all(batch_size=batch_size)
