@@ -6,6 +6,7 @@ their messages and journeys show to those who may view messages and enrolments;
 whole email addresses and phone numbers only to those who may change shoppers
 (the ops admins), everyone else sees them masked like a segment's sample.
 """
+from django.conf import settings
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import Http404
 from django.shortcuts import render
@@ -20,7 +21,8 @@ SEE_JOURNEYS = "journeys.view_enrolment"
 
 
 def _page(request, template, context):
-    return render(request, template, {"section": "subscribers", **context})
+    return render(request, template, {"section": "subscribers", "default_currency": settings.DEFAULT_CURRENCY,
+                                      **context})
 
 
 def _positive_int(text):

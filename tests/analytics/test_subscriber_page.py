@@ -16,7 +16,7 @@ from delivery.models import DeliveryChannel, Message, MessageStatus, MessageTemp
 from journeys import engine
 from journeys.models import Enrolment, Journey
 from subscribers import services
-from subscribers.models import Channel, Event, Order, Segment, SegmentKind, SegmentMembership, Source
+from subscribers.models import Channel, Event, Order, Segment, SegmentKind, SegmentMembership, Source, Subscriber
 from tests.factories import make_subscriber, push_keys
 
 pytestmark = pytest.mark.django_db
@@ -131,9 +131,20 @@ def test_the_page_shows_the_profile_consent_history_browsers_carts_and_orders(vi
     push = page.split('class="list s360-push"')[1].split("</table>")[0]
     assert "Active" in push
     carts = page.split('class="list s360-carts"')[1].split("</table>")[0]
-    assert "cart-7" in carts and "Converted" in carts and "Red sandals" in carts and "1,234.50 SAR" in carts
+    assert "cart-7" in carts and "Converted" in carts and "Red sandals" in carts and "SAR\u00a01,234.50" in carts
     orders = page.split('class="list s360-orders"')[1].split("</table>")[0]
-    assert "order-9" in orders and "1,234.50 SAR" in orders
+    assert "order-9" in orders and "SAR\u00a01,234.50" in orders
+
+
+def test_the_predictions_show_once_the_shopper_is_scored(viewer_client, layla):
+    before = text(viewer_client.get(f"/app/subscribers/{layla.pk}/")).split('id="s360-scores"')[1]
+    Subscriber.objects.filter(pk=layla.pk).update(best_send_hour=21, purchase_likelihood=Decimal("0.7312"),
+                                                  churn_risk=Decimal("0.0450"), scores_updated_at=NOW)
+
+    after = text(viewer_client.get(f"/app/subscribers/{layla.pk}/")).split('id="s360-scores"')[1]
+
+    assert "Not scored yet" in before
+    assert "21:00" in after and "73.1%" in after and "4.5%" in after and "Not scored yet" not in after
 
 
 def test_the_segments_listed_are_those_the_shopper_is_in_now(viewer_client, layla):
@@ -305,5 +316,5 @@ def test_amounts_and_dates_follow_the_marketers_language(viewer_client, layla):
     page = text(viewer_client.get(f"/app/subscribers/{layla.pk}/"))
 
     placed = timezone.localtime(Order.objects.get(external_id="order-9").placed_at)
-    assert 'dir="rtl"' in page and "1.234,50 SAR" in page
+    assert 'dir="rtl"' in page and "1.234,50\u00a0ر.س." in page
     assert placed.strftime("%d\u200f/%m\u200f/%Y") in page
