@@ -22,6 +22,7 @@ exclusive advisory lock that the incremental paths take shared.
 import zoneinfo
 from collections import defaultdict
 from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
@@ -29,6 +30,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from delivery.models import Message, MessageEvent, MessageEventKind
 from subscribers.models import Channel, ConsentChange, ConsentStatus
@@ -257,25 +259,64 @@ def reachable_on(day):
     return counts
 
 
+CONSENT_DELTAS_SQL = """
+SELECT channel, occurred_at, delta FROM (
+    SELECT channel, occurred_at,
+           (CASE WHEN status = %s THEN 1 ELSE 0 END)
+           - COALESCE(LAG(CASE WHEN status = %s THEN 1 ELSE 0 END)
+                      OVER (PARTITION BY subscriber_id, channel ORDER BY occurred_at, id), 0) AS delta
+    FROM {table}) AS changes
+WHERE delta <> 0 AND occurred_at >= %s AND occurred_at < %s
+"""
+
+
+def consent_deltas(low, high):
+    """[(channel, occurred_at, +1 | -1)]: each consent change in [low, high) that changed whether the shopper is
+    reachable on the channel (a grant after a revocation, or the first grant: +1; a revocation: -1)."""
+    sql = CONSENT_DELTAS_SQL.format(table=ConsentChange._meta.db_table)
+    granted = str(ConsentStatus.GRANTED)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [granted, granted, low, high])
+        rows = cursor.fetchall()
+    return [(channel, at if isinstance(at, datetime) else parse_datetime(at), delta) for channel, at, delta in rows]
+
+
+def reachable_by_day(first, last):
+    """{day: {channel: reachable}} for first..last from one pass over the consent history: the count at the end
+    of the day before `first`, then each day's changes added in order."""
+    counts = dict.fromkeys(SUBSCRIBER_CHANNELS, 0)
+    epoch = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+    for channel, _at, delta in consent_deltas(epoch, day_start(first)):
+        counts[channel] = counts.get(channel, 0) + delta
+    per_day = defaultdict(lambda: defaultdict(int))
+    for channel, at, delta in consent_deltas(day_start(first), day_start(last + timedelta(days=1))):
+        per_day[local_day(at)][channel] += delta
+    result = {}
+    for day in days_between(first, last):
+        for channel, delta in per_day[day].items():
+            counts[channel] = counts.get(channel, 0) + delta
+        result[day] = {channel: counts.get(channel, 0) for channel in SUBSCRIBER_CHANNELS}
+    return result
+
+
 def refresh_subscriber_daily(*, now=None, recompute_days=2, backfill_days=400):
     """Write SubscriberDaily for the days not computed yet and recompute the last `recompute_days` (late
-    consent changes land there): -> the days written."""
+    consent changes land there): -> the number of days written."""
     today = local_day(now or timezone.now())
     last = SubscriberDaily.objects.order_by("-day").values_list("day", flat=True).first()
     if last is None:
         first_change = ConsentChange.objects.order_by("occurred_at").values_list("occurred_at", flat=True).first()
         if first_change is None:
-            return []
+            return 0
         first = max(local_day(first_change), today - timedelta(days=backfill_days))
     else:
         first = min(last + timedelta(days=1), today - timedelta(days=recompute_days - 1))
-    days = days_between(first, today)
     computed_at = timezone.now()
-    for day in days:
-        for channel, reachable in reachable_on(day).items():
-            SubscriberDaily.objects.update_or_create(day=day, channel=channel,
-                                                     defaults={"reachable": reachable, "computed_at": computed_at})
-    return days
+    rows = [SubscriberDaily(day=day, channel=channel, reachable=reachable, computed_at=computed_at)
+            for day, channels in reachable_by_day(first, today).items() for channel, reachable in channels.items()]
+    SubscriberDaily.objects.bulk_create(rows, update_conflicts=True, unique_fields=["day", "channel"],
+                                        update_fields=["reachable", "computed_at"], batch_size=1000)
+    return len({row.day for row in rows})
 
 
 # --- Start over ---------------------------------------------------------------------
