@@ -89,6 +89,7 @@ def segments_naming(segment):
 
 def _sample_rows(subscribers):
     return [{
+        "pk": s.pk,
         "name": " ".join(part for part in (s.first_name, s.last_name) if part) or s.external_id or f"#{s.pk}",
         "contact": builder.masked_email(s.email) or builder.masked_phone(s.phone),
         "locale": s.locale, "city": s.city, "country": s.country, "last_seen_at": s.last_seen_at,

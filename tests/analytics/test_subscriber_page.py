@@ -318,3 +318,16 @@ def test_amounts_and_dates_follow_the_marketers_language(viewer_client, layla):
     placed = timezone.localtime(Order.objects.get(external_id="order-9").placed_at)
     assert 'dir="rtl"' in page and "1.234,50\u00a0ر.س." in page
     assert placed.strftime("%d\u200f/%m\u200f/%Y") in page
+
+
+def test_the_segment_sample_the_admin_and_the_campaign_test_send_lead_to_the_shopper_pages(admin_client, layla):
+    segment = Segment.objects.create(name="Everyone")
+    campaign = Campaign.objects.create(name="Ramadan sale", status="completed")
+
+    sample = text(admin_client.get(f"/app/segments/{segment.pk}/"))
+    admin = text(admin_client.get(f"/admin/subscribers/subscriber/{layla.pk}/change/"))
+    test_send = text(admin_client.get(f"/app/campaigns/{campaign.pk}/")).split('id="test-send"')[1]
+
+    assert f'<a href="/app/subscribers/{layla.pk}/">Layla Haddad</a>' in sample
+    assert f'href="/app/subscribers/{layla.pk}/"' in admin and "View 360° page" in admin
+    assert 'href="/app/subscribers/"' in test_send
