@@ -8,6 +8,7 @@ accessible fallback (the canvas's aria-describedby points at it).
 from django.utils.translation import get_language_bidi
 
 from . import formats
+from .tables import MONEY
 
 
 def _spec(kind, table, labels, series_keys, title):

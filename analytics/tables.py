@@ -87,7 +87,8 @@ def channel_label(value):
 
 METRIC_COLUMNS = (
     Column("targeted", _("Targeted")), Column("suppressed", _("Suppressed")), Column("sent", _("Sent")),
-    Column("delivered", _("Delivered")), Column("displayed", _("Displayed")), Column("clicked", _("Clicked")),
+    Column("delivered", _("Delivered")), Column("failed", _("Failed")), Column("displayed", _("Displayed")),
+    Column("clicked", _("Clicked")),
     Column("ctr", _("Click-through rate"), RATE), Column("converted", _("Converted")),
     Column("conversion_rate", _("Conversion rate"), RATE), Column("revenue", _("Revenue"), MONEY),
     Column("unsubscribed", _("Unsubscribed")),
@@ -115,7 +116,7 @@ def funnel_table(totals):
     """The totals as the funnel's stages: targeted → sent → delivered → displayed → clicked → converted."""
     metric = {column.key: column for column in METRIC_COLUMNS}
     rows = [{"stage": str(metric[stage].title), "count": totals.get(stage)} for stage in FUNNEL_STAGES]
-    return Table("funnel", _("Funnel"), (Column("stage", _("Stage"), TEXT), Column("count", _("Shoppers"))), rows)
+    return Table("funnel", _("Funnel"), (Column("stage", _("Stage"), TEXT), Column("count", _("Count"))), rows)
 
 
 def dashboard_tables(report):
@@ -143,7 +144,8 @@ def campaign_tables(report, currency):
     # The winner is named only when its difference is significant, whatever else marked it.
     variant_rows = [{**row, "winner": row["is_winner_label"] and row["significant"]} for row in report["variants"]]
     variants = Table("variants", _("Variants"), (Column("label", _("Variant"), TEXT),) + METRIC_COLUMNS + (
-        Column("confidence", _("Confidence"), RATE), Column("winner", _("Result"), WINNER)), variant_rows, currency)
+        Column("confidence", _("Confidence"), RATE), Column("probability_to_beat", _("Chance to beat A"), RATE),
+        Column("winner", _("Result"), WINNER)), variant_rows, currency)
     tables = [
         funnel_table(report["totals"]),
         variants,
@@ -157,9 +159,11 @@ def campaign_tables(report, currency):
     if report["lift"]:
         tables.append(Table("lift", _("Lift over the hold-out group"), (
             Column("messaged", _("Messaged")), Column("messaged_converted", _("Messaged and converted")),
-            Column("control", _("Hold-out group")), Column("control_converted", _("Hold-out converted")),
-            Column("lift", _("Lift"), RATE), Column("ci_low", _("95% interval from"), RATE),
-            Column("ci_high", _("95% interval to"), RATE)), [report["lift"]]))
+            Column("messaged_rate", _("Messaged conversion"), RATE), Column("control", _("Hold-out group")),
+            Column("control_converted", _("Hold-out converted")), Column("control_rate", _("Hold-out conversion"), RATE),
+            Column("lift", _("Lift (difference)"), RATE), Column("ci_low", _("95% interval from"), RATE),
+            Column("ci_high", _("95% interval to"), RATE), Column("relative_lift", _("Relative lift"), RATE)),
+            [report["lift"]]))
     return {table.name: table for table in tables}
 
 
@@ -167,6 +171,7 @@ def journey_tables(report, currency):
     tables = [
         funnel_table(report["totals"]),
         Table("steps", _("By step"), (Column("key", _("Step"), TEXT), Column("label", _("Does"), TEXT))
-              + METRIC_COLUMNS, report["steps"], currency, empty=_("No step has sent a message yet.")),
+              + METRIC_COLUMNS, report["steps"], currency, empty=_("The journey has no step that sends a message.")),
+        daily_table(report["daily"], currency),
     ]
     return {table.name: table for table in tables}

@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 urlpatterns = [
@@ -11,6 +12,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # The marketer's home: the root and the admin's "View site" link lead to the dashboard.
+    path("", RedirectView.as_view(pattern_name="analytics:dashboard"), name="home"),
+    path("app/", include("analytics.urls")),
     path("app/campaigns/", include("campaigns.urls")),
     path("app/journeys/", include("journeys.urls")),
     path("app/segments/", include("subscribers.segment_urls")),
@@ -20,6 +24,8 @@ urlpatterns = [
     path("", include("subscribers.urls")),
     path("", include("delivery.webhook_urls")),
 ]
+
+admin.site.site_url = "/app/"
 
 # Unknown /api/ paths answer JSON like every other API error.
 handler404 = "subscribers.api.errors.page_not_found"
