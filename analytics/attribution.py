@@ -142,3 +142,13 @@ def sweep(*, limit=1000):
     for order in unattributed_orders(limit):
         count += attribute_order(order)[1]
     return count
+
+
+def sweep_all(*, batch=1000):
+    """Sweep until no order is left without a row: -> the number attributed."""
+    total = 0
+    while True:
+        done = sweep(limit=batch)
+        total += done
+        if done < batch:
+            return total

@@ -22,12 +22,7 @@ def attribute_order_event(event_id):
 @shared_task(name="analytics.tasks.sweep_attributions", time_limit=600, soft_time_limit=540)
 def sweep_attributions():
     """celery-beat, every ANALYTICS_SWEEP_SECONDS: attribute orders without a row (a lost task, an import)."""
-    total = 0
-    while True:
-        done = attribution.sweep(limit=SWEEP_BATCH)
-        total += done
-        if done < SWEEP_BATCH:
-            return total
+    return attribution.sweep_all(batch=SWEEP_BATCH)
 
 
 @shared_task(name="analytics.tasks.roll_up", time_limit=600, soft_time_limit=540)
