@@ -36,6 +36,9 @@ STANDARD_EVENTS = (
     "subscribed",
     "unsubscribed",
     "cart_abandoned",
+    "push_prompt_shown",
+    "push_prompt_accepted",
+    "push_prompt_declined",
 )
 
 SUPPORTED_LOCALES = ("ar", "en")

@@ -396,6 +396,10 @@
 
   // --- The soft opt-in prompt -------------------------------------------------------
   var DAY_MS = 24 * 60 * 60 * 1000;
+  // The events the prompt reports through track(), so the opt-in rate is prompts accepted / shown.
+  var PROMPT_EVENTS = {
+    shown: "push_prompt_shown", accepted: "push_prompt_accepted", declined: "push_prompt_declined",
+  };
   var promptHost = null;
   var focusBeforePrompt = null;
 
@@ -491,10 +495,12 @@
     function onDecline() {
       storage.set("prompt_declined_at", String(Date.now()));
       closePrompt();
+      track(PROMPT_EVENTS.declined, { lang: lang });
       emit("declined", {});
     }
     accept.addEventListener("click", function () {
       closePrompt();
+      track(PROMPT_EVENTS.accepted, { lang: lang });
       emit("accepted", {});
       subscribe().catch(function () {});
     });
@@ -511,6 +517,8 @@
       focusBeforePrompt = active;
       box.focus({ preventScroll: true });
     }
+    // Counted by the dashboard's push opt-in rate (docs/events.md, docs/analytics.md).
+    track(PROMPT_EVENTS.shown, { lang: lang, page: window.location.pathname });
     emit("prompt", { lang: lang, dir: dir });
   }
 
