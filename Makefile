@@ -41,6 +41,7 @@ demo: migrate
 	$(PY) manage.py load_starter_templates
 	$(PY) manage.py create_journey_from_recipe abandoned-cart --activate --if-missing
 	$(PY) manage.py send_demo_messages --if-empty
+	$(PY) manage.py train_predictions --if-never
 
 ## Set up everything and run the web server, a Celery worker and celery-beat with a demo store.
 run: demo

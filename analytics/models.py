@@ -135,3 +135,53 @@ class SubscriberDaily(models.Model):
 
     def __str__(self):
         return f"{self.day} · {self.channel} · {self.reachable}"
+
+
+class PredictionKind(models.TextChoices):
+    PURCHASE = "purchase", _("Purchase in the next 7 days")
+    CHURN = "churn", _("No order in the next 60 days (churn)")
+
+
+class PredictionStatus(models.TextChoices):
+    RUNNING = "running", _("Running")
+    SUCCEEDED = "succeeded", _("Trained")
+    NOT_ENOUGH_DATA = "not_enough_data", _("Not enough data")
+    FAILED = "failed", _("Failed")
+
+
+class PredictionRun(models.Model):
+    """One training of a prediction model (analytics/predictions.py): what it learnt from, how well it did on
+    held-out shoppers against a recency-only baseline, and the fitted model itself (joblib bytes), which the
+    scoring of every shopper loads from the latest successful run."""
+
+    kind = models.CharField(_("prediction"), max_length=10, choices=PredictionKind.choices)
+    status = models.CharField(_("status"), max_length=16, choices=PredictionStatus.choices,
+                              default=PredictionStatus.RUNNING)
+    triggered_by = models.CharField(_("started by"), max_length=150, blank=True)
+    cutoff = models.DateTimeField(_("as of"), help_text=_("Snapshots are taken before this moment."))
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    snapshots = models.JSONField(_("snapshot cutoffs"), default=list, blank=True)
+    rows = models.PositiveIntegerField(_("rows"), default=0)
+    positives = models.PositiveIntegerField(_("positive rows"), default=0)
+    test_rows = models.PositiveIntegerField(_("held-out rows"), default=0)
+    test_positives = models.PositiveIntegerField(_("held-out positive rows"), default=0)
+    auc = models.FloatField(_("AUC"), null=True, blank=True)
+    baseline_auc = models.FloatField(_("baseline AUC"), null=True, blank=True)
+    scored = models.PositiveIntegerField(_("shoppers scored"), default=0)
+    features = models.JSONField(_("features"), default=list, blank=True)
+    params = models.JSONField(_("model parameters"), default=dict, blank=True)
+    error = models.TextField(_("problem"), blank=True)
+    model = models.BinaryField(_("fitted model"), null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("prediction run")
+        verbose_name_plural = _("prediction runs")
+        indexes = [models.Index(fields=["kind", "status", "-finished_at"], name="predictionrun_latest_idx")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} · {self.started_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def positive_rate(self):
+        return self.positives / self.rows if self.rows else None

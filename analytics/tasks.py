@@ -35,3 +35,13 @@ def roll_up():
 def refresh_subscriber_daily():
     """celery-beat, hourly: subscribers reachable per channel, today and the days not computed yet."""
     return len(rollups.refresh_subscriber_daily())
+
+
+@shared_task(name="analytics.tasks.train_predictions", time_limit=3 * 3600, soft_time_limit=3 * 3600 - 120)
+def train_predictions(triggered_by="schedule"):
+    """celery-beat, nightly at PREDICTIONS_TRAIN_HOUR, and the predictions page's "train now": retrain the
+    purchase and churn models (each run recorded) and rescore every shopper, best send hour included."""
+    from . import predictions  # scikit-learn is loaded by the worker that trains, not at every import
+
+    runs, counts = predictions.train_and_score(triggered_by=triggered_by)
+    return {"runs": [run.pk for run in runs], "scored": counts["subscribers"]}

@@ -31,6 +31,7 @@ MARKETER_PERMISSIONS = {
     ("journeys", "journeyversion"): ("add", "view"),
     ("journeys", "enrolment"): ("view",),
     ("journeys", "steprun"): ("view",),
+    ("analytics", "predictionrun"): ("add", "view"),  # the predictions page; "add" = train now
 }
 
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("app/", include("analytics.urls")),
     path("app/campaigns/", include("campaigns.urls")),
     path("app/journeys/", include("journeys.urls")),
+    path("app/predictions/", include("analytics.prediction_urls")),
     path("app/segments/", include("subscribers.segment_urls")),
     path("app/subscribers/", include("analytics.subscriber_urls")),
     path("app/templates/", include("delivery.template_urls")),
