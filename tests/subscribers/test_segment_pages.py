@@ -524,6 +524,8 @@ def test_opening_and_saving_keeps_every_kind_of_condition(marketer):
         {"type": "lifecycle", "operator": "not_in", "value": ["new", "lapsed"]},
         {"type": "random_bucket", "salt": "holdout", "from": 0, "to": 10},
         {"type": "segment", "operator": "not_in", "segment": other.pk},
+        {"type": "prediction", "field": "churn_risk", "operator": "gt", "value": 0.7},
+        {"type": "prediction", "field": "best_send_hour", "operator": "exists"},
         match="all")
     segment = Segment.objects.create(name="Everything", rules=rules)
 

@@ -433,7 +433,7 @@ def test_validation_names_the_path_of_every_bad_node():
         "rules.conditions[3].conditions[0].value: expected a number.",
         "rules.conditions[3].conditions[1].type: 'teleport' is not a condition type; use one of group, attribute, "
         "custom_attribute, tags, locale, timezone, location, subscription, reachable, event, commerce, "
-        "abandoned_cart, lifecycle, random_bucket, segment.",
+        "abandoned_cart, lifecycle, random_bucket, segment, prediction.",
         "rules.conditions[4].name: expected an event name such as product_viewed.",
         "rules.conditions[4].properties[0].value: expected a number.",
         "rules.conditions[5].value[1]: expected a text",
@@ -457,6 +457,34 @@ def test_operators_that_do_not_fit_the_field_are_refused():
     assert problems(group({"type": "attribute", "field": "birthday", "operator": "before", "value": "01/02/1990"})) == [
         "rules.conditions[0].value: expected a date such as 2026-03-01 or a date and time such as "
         "2026-03-01T18:00:00+03:00."]
+
+
+def test_predicted_scores_pick_high_value_shoppers_at_risk_and_leave_out_the_unscored():
+    shopper("at-risk-big", churn_risk=Decimal("0.8100"), total_spent=Decimal("1500"), best_send_hour=20)
+    shopper("at-risk-small", churn_risk=Decimal("0.9000"), total_spent=Decimal("80"), best_send_hour=9)
+    shopper("edge", churn_risk=Decimal("0.7000"), total_spent=Decimal("2000"))
+    shopper("unscored", total_spent=Decimal("5000"))
+
+    high_value_at_risk = ({"type": "prediction", "field": "churn_risk", "operator": "gt", "value": 0.7},
+                          {"type": "commerce", "field": "total_spent", "operator": "gte", "value": 1000})
+    assert members(*high_value_at_risk) == {"at-risk-big"}
+    assert members({"type": "prediction", "field": "churn_risk", "operator": "gte", "value": 0.7}) == {
+        "at-risk-big", "at-risk-small", "edge"}
+    assert members({"type": "prediction", "field": "churn_risk", "operator": "not_exists"}) == {"unscored"}
+    assert members({"type": "prediction", "field": "best_send_hour", "operator": "not_equals", "value": 20}) == {
+        "at-risk-small", "edge", "unscored"}
+
+
+def test_predicted_scores_are_checked_against_their_ranges():
+    assert problems(group({"type": "prediction", "field": "churn_risk", "operator": "gt", "value": 70},
+                          {"type": "prediction", "field": "best_send_hour", "operator": "equals", "value": 24},
+                          {"type": "prediction", "field": "lifetime_value", "operator": "gt", "value": 1},
+                          {"type": "prediction", "field": "purchase_likelihood", "operator": "before",
+                           "value": "2026-01-01"})) == [
+        "rules.conditions[0].value: expected a number from 0 to 1.",
+        "rules.conditions[1].value: expected a number from 0 to 23.",
+        "rules.conditions[2].field: expected one of purchase_likelihood, churn_risk, best_send_hour.",
+        "rules.conditions[3].operator: expected one of equals, not_equals, gt, gte, lt, lte, exists, not_exists."]
 
 
 def test_the_shape_of_the_tree_is_checked_empty_groups_depth_and_size():
