@@ -17,7 +17,9 @@ Conversions and revenue are added by `add_conversion`, in the transaction that
 writes the order's Attribution row (analytics.attribution).
 
 `rebuild` (manage.py rebuild_rollups) starts over from the raw rows under an
-exclusive advisory lock that the incremental paths take shared.
+exclusive advisory lock that the incremental paths take shared; on PostgreSQL
+it counts every event in one set-based statement (minutes for 10 million events
+instead of thousands of batches).
 """
 import zoneinfo
 from collections import defaultdict
@@ -321,19 +323,76 @@ def refresh_subscriber_daily(*, now=None, recompute_days=2, backfill_days=400):
 
 # --- Start over ---------------------------------------------------------------------
 
-def rebuild(*, batch_size=DEFAULT_BATCH):
-    """Drop the rollups and compute them again from the raw rows: -> events rolled up.
+REBUILD_SQL = """
+WITH marked AS (
+    UPDATE {events} SET rolled_up_at = %(now)s WHERE rolled_up_at IS NULL RETURNING id
+), counted AS (
+    SELECT DISTINCT ON (e.message_id, e.kind) e.message_id, e.kind, e.detail,
+           (e.occurred_at AT TIME ZONE %(tz)s)::date AS day
+    FROM {events} e
+    WHERE e.kind = ANY(%(kinds)s) AND (e.rolled_up_at IS NOT NULL OR e.id IN (SELECT id FROM marked))
+    ORDER BY e.message_id, e.kind, e.id
+), daily AS (
+    INSERT INTO {daily} (day, source_type, source_id, channel, {metrics}, {conversions})
+    SELECT c.day, m.source_type, m.source_id, m.channel, {counts}, {zeros}
+    FROM counted c JOIN {messages} m ON m.id = c.message_id
+    GROUP BY c.day, m.source_type, m.source_id, m.channel
+    ON CONFLICT (day, source_type, source_id, channel) DO UPDATE SET {daily_updates}
+    RETURNING 1
+), reasons AS (
+    INSERT INTO {reasons} (day, source_type, source_id, channel, outcome, reason, count)
+    SELECT c.day, m.source_type, m.source_id, m.channel, c.kind,
+           LEFT(COALESCE(NULLIF(c.detail->>'reason', ''), NULLIF(c.detail->>'code', ''),
+                         NULLIF(c.detail->>'status', ''), ''), 300), COUNT(*)
+    FROM counted c JOIN {messages} m ON m.id = c.message_id
+    WHERE c.kind = ANY(%(outcomes)s)
+    GROUP BY 1, 2, 3, 4, 5, 6
+    ON CONFLICT (day, source_type, source_id, channel, outcome, reason)
+    DO UPDATE SET count = {reasons}.count + EXCLUDED.count
+    RETURNING 1
+)
+SELECT COUNT(*) FROM marked
+"""
 
-    The reset (rollups emptied, every event unmarked, conversions re-added from the
-    Attribution rows) is one transaction under the exclusive lock; the events are then
-    rolled up in ordinary batches, alongside whatever workers are running.
+
+def _rebuild_events_in_sql(now):
+    """PostgreSQL: every event into the emptied rollups in one statement, so one snapshot decides which events
+    it counts (those already rolled up and those it marks) — an event committed meanwhile is left unmarked
+    for the next incremental batch. -> the number of events it marked."""
+    daily_table = DailyRollup._meta.db_table
+    sql = REBUILD_SQL.format(
+        events=MessageEvent._meta.db_table, messages=Message._meta.db_table, daily=daily_table,
+        reasons=ReasonRollup._meta.db_table, metrics=", ".join(MESSAGE_METRICS),
+        conversions=", ".join(CONVERSION_METRICS),
+        counts=", ".join(f"COUNT(*) FILTER (WHERE c.kind = '{kind.value}')" for kind in KIND_METRICS),
+        zeros=", ".join("0" for _metric in CONVERSION_METRICS),
+        daily_updates=", ".join(f"{metric} = {daily_table}.{metric} + EXCLUDED.{metric}"
+                                for metric in MESSAGE_METRICS))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"now": now, "tz": settings.STORE_TIMEZONE, "kinds": [str(k) for k in KIND_METRICS],
+                             "outcomes": [str(k) for k in REASON_OUTCOMES]})
+        return cursor.fetchone()[0]
+
+
+def rebuild(*, batch_size=DEFAULT_BATCH):
+    """Drop the rollups and compute them again from the raw rows: -> message events newly rolled up.
+
+    Under the exclusive lock, in one transaction: the rollups are emptied, conversions re-added from the
+    Attribution rows and, on PostgreSQL, every event added by one set-based statement. Elsewhere every
+    event is unmarked and then rolled up in ordinary batches.
     """
     with transaction.atomic():
         _advisory_lock(shared=False)
         DailyRollup.objects.all().delete()
         ReasonRollup.objects.all().delete()
-        MessageEvent.objects.filter(rolled_up_at__isnull=False).update(rolled_up_at=None)
         add_daily(_conversions_from_attributions())
+        if connection.vendor == "postgresql":
+            events = _rebuild_events_in_sql(timezone.now())
+        else:
+            MessageEvent.objects.filter(rolled_up_at__isnull=False).update(rolled_up_at=None)
+            events = None
     SubscriberDaily.objects.all().delete()
     refresh_subscriber_daily()
-    return roll_up_all(batch_size=batch_size)
+    if events is None:
+        events = roll_up_all(batch_size=batch_size)
+    return events

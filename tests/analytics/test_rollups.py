@@ -103,13 +103,20 @@ def busy_campaign(n_messages=40):
 
 def test_rebuilding_the_rollups_gives_the_same_figures():
     campaign = busy_campaign(10)
-    rollups.roll_up_all()
-    before = reports.campaign_report(campaign)
+    source_id = f"{campaign.pk}:A"
+    failing = traffic.sent(traffic.shopper(), START, source_id=source_id, occurrence="f")
+    traffic.failed(failing, START + timedelta(minutes=1))
+    traffic.sent(traffic.shopper(sms=False), START, source_id=source_id, occurrence="s")  # suppressed: no consent
+    rollups.roll_up_all(batch_size=3)
+    window = (START, START + timedelta(days=2))
+    before = (reports.campaign_report(campaign), reports.dashboard(*window))
     DailyRollup.objects.update(sent=0)  # damage them
 
     rollups.rebuild()
 
-    assert reports.campaign_report(campaign) == before == reports.raw_campaign_report(campaign)
+    after = (reports.campaign_report(campaign), reports.dashboard(*window))
+    assert after == before == (reports.raw_campaign_report(campaign), reports.raw_dashboard(*window))
+    assert before[0]["suppressed_by_reason"] and before[1]["failures_by_reason"]
     assert not MessageEvent.objects.filter(rolled_up_at__isnull=True).exists()
 
 
