@@ -9,7 +9,7 @@ PORT ?= 8000
 # follows HOST and PORT for `make run` unless SITE_URL is set.
 RUN_SITE_URL := http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 
-.PHONY: run test install install-test migrate demo bench-ingest bench-broadcast bench-segments clean
+.PHONY: run test install install-test migrate demo bench-ingest bench-broadcast bench-segments bench-analytics clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ bench-broadcast: install-test
 ## Counting segments over 1,000,000 subscribers and 10,000,000 events (PostgreSQL; docs/benchmarks.md).
 bench-segments: install-test
 	$(PY) bench/segments/run.py $(BENCH_ARGS)
+
+## The dashboard and a campaign report over 10,000,000 messages vs computing them from raw rows (docs/benchmarks.md).
+bench-analytics: install-test
+	$(PY) bench/analytics/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf data node_modules $(VENV)

@@ -26,7 +26,7 @@ What is made, in order (sizes scale with `messages` and `subscribers`):
 - cart_abandoned, order_placed and the SDK's push prompt events (shown / accepted
   / declined).
 
-Indexes of the two big tables are dropped during the load and built once after.
+Indexes of the tables loaded in bulk are dropped during the load and built once after.
 """
 import time
 from datetime import UTC, datetime, timedelta
@@ -40,7 +40,10 @@ JOURNEYS = 20
 CAMPAIGN_SHARE = 0.8  # of all messages; journeys send the rest
 STRIDE = 7919  # prime, so (offset + g * STRIDE) % shoppers walks distinct shoppers
 CAMPAIGN_CHANNELS = [["push"], ["push", "email"], ["email"], ["sms"], ["whatsapp"], ["push", "whatsapp"]]
-BIG_TABLES = ("delivery_message", "delivery_messageevent")
+# Loaded in bulk: their indexes are dropped first and built once at the end.
+BULK_TABLES = ("subscribers_subscriber", "subscribers_consent", "subscribers_consentchange",
+               "subscribers_pushsubscription", "subscribers_cart", "subscribers_event", "subscribers_order",
+               "journeys_enrolment", "campaigns_holdoutmember", "delivery_message", "delivery_messageevent")
 
 
 def log(message):
@@ -98,7 +101,7 @@ FROM ({base}) b,
 
 # One row per campaign message: plan rows (one per campaign) × generate_series(1, size).
 CAMPAIGN_BASE = """
-SELECT %(first)s + ((p.offset_ + g * %(stride)s) %% %(shoppers)s) AS subscriber_id,
+SELECT %(first)s + ((p.offset_ + g::bigint * %(stride)s) %% %(shoppers)s) AS subscriber_id,
        p.channels[1 + g %% array_length(p.channels, 1)] AS channel,
        p.templates[1 + g %% array_length(p.labels, 1)] AS template_id, 'campaign' AS source_type,
        p.campaign_id || ':' || p.labels[1 + g %% array_length(p.labels, 1)] AS source_id, '1' AS occurrence,
@@ -197,7 +200,7 @@ ENROLMENTS_SQL = [
        FROM subscribers_cart c WHERE c.abandoned_at IS NOT NULL""",
     """INSERT INTO journeys_enrolment (journey_id, version_id, subscriber_id, status, step, visits, next_run_at,
            is_waiting, waiting_for, context, trigger_key, entered_at, finished_at, exit_reason, is_test)
-       SELECT j.journey_id, j.version_id, %(first)s + ((j.offset_ + g * %(stride)s) %% %(shoppers)s),
+       SELECT j.journey_id, j.version_id, %(first)s + ((j.offset_ + g::bigint * %(stride)s) %% %(shoppers)s),
               CASE WHEN e.ts > %(now)s - interval '3 days' AND e.r < 0.5 THEN 'active'
                    WHEN e.r < 0.12 THEN 'converted' WHEN e.r < 0.35 THEN 'exited' ELSE 'completed' END,
               'end', 3, NULL, false, '', '{}', '', e.ts,
@@ -422,6 +425,7 @@ def build(messages, shoppers, orders):
         cursor.execute("SET LOCAL maintenance_work_mem = '1GB'")
         cursor.execute("TRUNCATE subscribers_subscriber, delivery_messagetemplate, campaigns_campaign, "
                        "journeys_journey RESTART IDENTITY CASCADE")
+        rebuild = _swap_indexes(cursor, BULK_TABLES)
         cursor.execute("SET LOCAL session_replication_role = replica")
         cursor.execute("SELECT setseed(0.42)")
         _timed(cursor, "shoppers", SUBSCRIBERS_SQL, params, started)
@@ -436,7 +440,6 @@ def build(messages, shoppers, orders):
         _timed(cursor, "abandoned-cart enrolments", ENROLMENTS_SQL[0],
                {**params, "journey": cart_journey.pk, "version": cart_journey.current_version_id}, started)
         _timed(cursor, "other enrolments", ENROLMENTS_SQL[1], params, started)
-        rebuild = _swap_indexes(cursor, BIG_TABLES)
         cursor.execute("SELECT min(campaign_id), max(campaign_id) FROM bench_plan")
         low, high = cursor.fetchone()
         for start in range(low, high + 1, 20):
@@ -446,7 +449,7 @@ def build(messages, shoppers, orders):
                    "journeys_enrolment", "id", 4, started)
         _timed(cursor, "hold-out members", """
             INSERT INTO campaigns_holdoutmember (campaign_id, occurrence, subscriber_id, added_at)
-            SELECT p.campaign_id, '1', %(first)s + ((p.offset_ + g * %(stride)s) %% %(shoppers)s), p.start_at
+            SELECT p.campaign_id, '1', %(first)s + ((p.offset_ + g::bigint * %(stride)s) %% %(shoppers)s), p.start_at
             FROM bench_plan p, generate_series(p.size + 1, p.size + p.size * p.holdout / (100 - p.holdout)) g
             WHERE p.holdout > 0""", params, started)
         cursor.execute("SET LOCAL enable_seqscan = off")  # each range of ids through the primary key
