@@ -14,6 +14,7 @@ analytics.
   recency-only baseline's AUC on the same rows; the fitted model is kept in that row (joblib bytes).
 """
 import io
+import math
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -22,7 +23,7 @@ import joblib
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models import Count, F, Max, Min, Q, Sum
 from django.utils import timezone
 
 from delivery.models import Message
@@ -108,11 +109,12 @@ def _days(cutoff, moment):
     return (cutoff - moment).total_seconds() / 86400 if moment is not None else NO_VALUE
 
 
-def features_as_of(cutoff, low, high):
-    """(subscriber ids, feature matrix) for the shoppers with ids in [low, high] who existed at `cutoff`,
-    from their rows before `cutoff` only: six queries whatever the number of shoppers."""
+def features_as_of(cutoff, low, high, population=None):
+    """(subscriber ids, feature matrix) for the shoppers (of `population`, default all) with ids in [low, high]
+    who existed at `cutoff`, from their rows before `cutoff` only: six queries whatever their number."""
     month, week = cutoff - timedelta(days=30), cutoff - timedelta(days=7)
-    shoppers = list(Subscriber.objects.filter(pk__gte=low, pk__lte=high, created_at__lt=cutoff)
+    population = Subscriber.objects.all() if population is None else population
+    shoppers = list(population.filter(pk__gte=low, pk__lte=high, created_at__lt=cutoff)
                     .order_by("pk").values_list("pk", "created_at"))
     orders = _by_subscriber(Order.objects.filter(placed_at__lt=cutoff), low, high, n=Count("pk"),
                             recent=Count("pk", filter=Q(placed_at__gte=month)), spent=Sum("value"),
@@ -127,7 +129,7 @@ def features_as_of(cutoff, low, high):
     messages = _by_subscriber(
         Message.objects.filter(sent_at__gte=month, sent_at__lt=cutoff), low, high, n=Count("pk"),
         displayed=Count("pk", filter=Q(displayed_at__lt=cutoff)), clicked=Count("pk", filter=Q(clicked_at__lt=cutoff)))
-    matrix = np.zeros((len(shoppers), len(FEATURES)), dtype=float)
+    matrix = np.zeros((len(shoppers), len(FEATURES)), dtype=np.float32)
     for row, (pk, created_at) in enumerate(shoppers):
         bought, seen = orders.get(pk), events.get(pk)
         count = bought["n"] if bought else 0
@@ -168,12 +170,22 @@ def snapshot_cutoffs(target, now):
     return cutoffs
 
 
-def training_rows(target, cutoffs):
+def training_population():
+    """(shoppers to learn from, every how many ids): all of them, or every n-th id when the store has more
+    than PREDICTIONS_MAX_TRAINING_SHOPPERS, so training memory stays bounded (rows = shoppers × snapshots)."""
+    step = max(1, math.ceil(Subscriber.objects.count() / settings.PREDICTIONS_MAX_TRAINING_SHOPPERS))
+    if step == 1:
+        return Subscriber.objects.all(), step
+    return Subscriber.objects.alias(sample=F("pk") % step).filter(sample=0), step
+
+
+def training_rows(target, cutoffs, population=None):
     """(features, labels, subscriber ids) of every shopper at every cutoff: one row per (shopper, cutoff)."""
+    population = Subscriber.objects.all() if population is None else population
     blocks, labels, groups = [], [], []
     for cutoff in cutoffs:
-        for low, high in _id_chunks(Subscriber.objects.filter(created_at__lt=cutoff)):
-            ids, matrix = features_as_of(cutoff, low, high)
+        for low, high in _id_chunks(population.filter(created_at__lt=cutoff)):
+            ids, matrix = features_as_of(cutoff, low, high, population)
             if not ids:
                 continue
             ordered = ordered_between(low, high, cutoff, cutoff + target.horizon)
@@ -210,7 +222,9 @@ def train(kind, *, now=None, triggered_by="schedule"):
     try:
         cutoffs = snapshot_cutoffs(target, now)
         run.snapshots = [cutoff.isoformat() for cutoff in cutoffs]
-        features, labels, groups = training_rows(target, cutoffs)
+        population, step = training_population()
+        run.params["sample_every"] = step
+        features, labels, groups = training_rows(target, cutoffs, population)
         rows, positives = len(labels), int(labels.sum())
         minimum = settings.PREDICTIONS_MIN_CLASS_ROWS
         if not cutoffs:

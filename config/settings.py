@@ -483,6 +483,8 @@ ANALYTICS_SWEEP_SECONDS = env_int("ANALYTICS_SWEEP_SECONDS", 300)
 PREDICTIONS_TRAIN_HOUR = env_int("PREDICTIONS_TRAIN_HOUR", 3)
 # A model is trained only with at least this many rows of each outcome; fewer is recorded as "not enough data".
 PREDICTIONS_MIN_CLASS_ROWS = env_int("PREDICTIONS_MIN_CLASS_ROWS", 20)
+# Training learns from every shopper up to this many, else from every n-th one (memory: shoppers × snapshots rows).
+PREDICTIONS_MAX_TRAINING_SHOPPERS = env_int("PREDICTIONS_MAX_TRAINING_SHOPPERS", 100_000)
 # Best send hour: days of clicks and displays looked at, and the prior's weight k (how many engagements a
 # shopper needs before their own hours outweigh the store-wide pattern).
 PREDICTIONS_BEST_HOUR_DAYS = env_int("PREDICTIONS_BEST_HOUR_DAYS", 180)

@@ -68,6 +68,19 @@ def test_a_store_without_history_has_no_snapshot():
     assert run.status == PredictionStatus.NOT_ENOUGH_DATA and run.snapshots == [] and "no snapshot" in run.error
 
 
+def test_a_large_store_learns_from_every_nth_shopper(settings):
+    shoppers = [make_subscriber(f"many-{n}") for n in range(10)]
+    Subscriber.objects.update(created_at=NOW - timedelta(days=40))
+    settings.PREDICTIONS_MAX_TRAINING_SHOPPERS = 4
+
+    population, step = predictions.training_population()
+    _features, _labels, groups = predictions.training_rows(
+        predictions.TARGETS[PredictionKind.PURCHASE], [NOW - timedelta(days=7)], population)
+
+    assert step == 3
+    assert sorted(groups) == sorted(s.pk for s in shoppers if s.pk % 3 == 0)
+
+
 # --- The page ---------------------------------------------------------------------------------
 
 def person(client, group):
