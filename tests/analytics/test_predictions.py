@@ -142,3 +142,12 @@ def test_train_now_waits_for_a_run_under_way(client):
 def test_the_page_needs_a_login(client):
     response = client.get("/app/predictions/")
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_ops_read_and_delete_runs_in_the_admin_without_loading_models(admin_client):
+    run = recorded_run(model=b"x" * 1000)
+
+    assert "0.812" in admin_client.get("/admin/analytics/predictionrun/").content.decode()
+    assert admin_client.get(f"/admin/analytics/predictionrun/{run.pk}/change/").status_code == 200
+    response = admin_client.post(f"/admin/analytics/predictionrun/{run.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302 and not PredictionRun.objects.exists()
