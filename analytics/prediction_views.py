@@ -5,6 +5,7 @@ Thin: analytics.predictions computes; the training runs in a Celery task (analyt
 """
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db.models import Count, Max, Q
@@ -29,6 +30,18 @@ def _bars(rows):
     return [(label, count, round(100 * count / largest) if largest else 0) for label, count in rows]
 
 
+def _reason(run):
+    """Why a run stored no model, in the reader's language (the run's `error` keeps the English detail)."""
+    if run.status != PredictionStatus.NOT_ENOUGH_DATA:
+        return run.error
+    if not run.snapshots:
+        return _("Not enough history yet: the first snapshot needs two weeks of data before a full label window.")
+    return _("%(positives)s shoppers did it and %(negatives)s did not; at least %(minimum)s of each are needed, "
+             "in the held-out shoppers too.") % {
+        "positives": run.positives, "negatives": run.rows - run.positives,
+        "minimum": settings.PREDICTIONS_MIN_CLASS_ROWS}
+
+
 def _running():
     return PredictionRun.objects.filter(status=PredictionStatus.RUNNING,
                                         started_at__gte=timezone.now() - RUN_LEASE).exists()
@@ -39,6 +52,8 @@ def _running():
 @permission_required("analytics.view_predictionrun", raise_exception=True)
 def predictions_page(request):
     runs = list(PredictionRun.objects.defer("model").order_by("-started_at", "-pk")[:RECENT_RUNS])
+    for run in runs:
+        run.reason = _reason(run)
     scored = Subscriber.objects.aggregate(
         shoppers=Count("pk"), scored=Count("pk", filter=Q(scores_updated_at__isnull=False)),
         at=Max("scores_updated_at"))

@@ -270,6 +270,9 @@ def problems(campaign, now=None):
         elif (campaign.missed_local_time == MissedLocalTime.SKIP
               and local_moment(campaign.local_date, campaign.local_time, "Etc/GMT+12") < now):
             found.append(("local_time", _("That local time has passed everywhere.")))
+    if kind == ScheduleKind.BEST_TIME and campaign.local_date and local_moment(
+            campaign.local_date + timedelta(days=1), time(0, 0), "Etc/GMT+12") <= now:
+        found.append(("local_date", _("That day has passed everywhere.")))
     if kind == ScheduleKind.RECURRING:
         try:
             schedule = parse_recurrence(campaign.recurrence)

@@ -261,3 +261,12 @@ def test_at_best_time_must_be_true_or_false():
         journey_engine.validate_steps(steps)
 
     assert raised.value.problems == [("steps.send.at_best_time", "expected true or false.")]
+
+
+def test_a_best_hour_campaign_on_a_day_that_has_passed_everywhere_is_refused():
+    made = campaign_for([shopper(31)], schedule_kind=ScheduleKind.BEST_TIME, local_date=date(2026, 12, 4))
+
+    assert ("local_date", "That day has passed everywhere.") in campaign_engine.problems(
+        made, now=datetime(2026, 12, 5, 12, 0, tzinfo=UTC))
+    assert not [field for field, _message in campaign_engine.problems(
+        made, now=datetime(2026, 12, 5, 11, 0, tzinfo=UTC)) if field == "local_date"]  # still the 4th at UTC-12

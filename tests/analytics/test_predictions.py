@@ -98,7 +98,8 @@ def recorded_run(**fields):
 
 
 def test_a_viewer_reads_the_runs_and_distributions_but_cannot_train(client):
-    recorded_run(error="<script>alert(1)</script>", status=PredictionStatus.NOT_ENOUGH_DATA, auc=None)
+    recorded_run(error="<script>alert(1)</script>", status=PredictionStatus.FAILED, auc=None)
+    recorded_run(status=PredictionStatus.NOT_ENOUGH_DATA, rows=30, positives=4, auc=None, baseline_auc=None)
     recorded_run()
     shopper = make_subscriber("page-1")
     Subscriber.objects.filter(pk=shopper.pk).update(purchase_likelihood=Decimal("0.85"), best_send_hour=20,
@@ -110,12 +111,13 @@ def test_a_viewer_reads_the_runs_and_distributions_but_cannot_train(client):
     assert page.status_code == 200
     html = page.content.decode()
     assert "0.812" in html and "0.701" in html and "Not enough data" in html
+    assert "4 shoppers did it and 26 did not; at least 20 of each are needed" in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
     assert page.context["purchase"][8] == ("80–90%", 1, 100)
     assert page.context["hours"][20] == ("20:00", 1, 100)
     assert "Train now" not in html
     assert client.post("/app/predictions/train/").status_code == 403
-    assert PredictionRun.objects.count() == 2
+    assert PredictionRun.objects.count() == 3
 
 
 def test_a_marketer_trains_now_and_sees_the_run(client):
