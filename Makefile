@@ -9,7 +9,7 @@ PORT ?= 8000
 # follows HOST and PORT for `make run` unless SITE_URL is set.
 RUN_SITE_URL := http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 
-.PHONY: run test install install-test migrate demo bench-ingest bench-broadcast bench-segments bench-analytics clean
+.PHONY: run test install install-test migrate demo screenshots bench-ingest bench-broadcast bench-segments bench-analytics clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,7 @@ demo: migrate
 	$(PY) manage.py load_starter_templates
 	$(PY) manage.py create_journey_from_recipe abandoned-cart --activate --if-missing
 	$(PY) manage.py send_demo_messages --if-empty
+	$(PY) manage.py load_demo_analytics --if-empty
 	$(PY) manage.py train_predictions --if-never
 
 ## Set up everything and run the web server, a Celery worker and celery-beat with a demo store.
@@ -67,6 +68,10 @@ bench-segments: install-test
 ## The dashboard and a campaign report over 10,000,000 messages vs computing them from raw rows (docs/benchmarks.md).
 bench-analytics: install-test
 	$(PY) bench/analytics/run.py $(BENCH_ARGS)
+
+## The README's screenshots (docs/screenshots/) of the demo store's main pages in English and Arabic (Chromium).
+screenshots: demo install-test
+	$(PY) manage.py take_screenshots
 
 clean:
 	rm -rf data node_modules $(VENV)

@@ -169,7 +169,7 @@ def test_the_dashboard_shows_the_attributed_revenue_and_the_campaign_that_earned
 
     assert 'id="stat-click-revenue"><div class="value">SAR\u00a0250.00<' in html
     assert 'id="stat-view-revenue"><div class="value">SAR\u00a00.00<' in html
-    assert "24 hours" in html and "1 hours" in html  # both attribution windows
+    assert "within 24 h before it" in html and "within 1 h before it" in html  # both attribution windows
     assert f'<a href="/app/campaigns/{friday.pk}/report/">White Friday &lt;b&gt;sale&lt;/b&gt;</a>' in html
     assert "<b>sale</b>" not in html
     assert 'id="chart-daily" type="application/json"' in html and 'data-chart="chart-daily"' in html

@@ -257,7 +257,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"\nTanbih is running at {base}/  (up in {took:.1f}s)"))
         self.stdout.write(f"  Admin:    {base}/admin/  ({login})")
         self.stdout.write(f"  API docs: {base}/api/docs/")
-        self.stdout.write(f"  Campaigns (the marketer's pages): {base}/app/campaigns/")
+        self.stdout.write(f"  Dashboard (the marketer's pages): {base}/app/")
         self.stdout.write(f"  Sandbox inbox (what would have been sent): {base}/sandbox/inbox/")
         if self.demo_store:
             self.stdout.write(f"  Demo storefront (the JS SDK at work): {base}/demo/store/  ·  {base}/demo/store/ar/")
