@@ -463,6 +463,8 @@ STORE_TIMEZONE = env("STORE_TIMEZONE", "UTC")  # the timezone the marketer UI re
 # How often celery-beat runs the journey tick (due enrolments advanced), and the periodic triggers.
 JOURNEY_TICK_SECONDS = env_int("JOURNEY_TICK_SECONDS", 10)
 JOURNEY_TRIGGER_SCAN_SECONDS = env_int("JOURNEY_TRIGGER_SCAN_SECONDS", 300)
+# How long a tick's claim holds due enrolments: a worker that dies after claiming leaves them due again after it.
+JOURNEY_CLAIM_LEASE_SECONDS = env_int("JOURNEY_CLAIM_LEASE_SECONDS", 600)
 # Hosts a journey's webhook step may call (https; a leading dot allows subdomains). Empty: no webhook steps.
 JOURNEY_WEBHOOK_ALLOWED_HOSTS = env_list("JOURNEY_WEBHOOK_ALLOWED_HOSTS", "")
 # The key webhook calls are signed with (X-Tanbih-Signature); derived from SECRET_KEY when empty.
