@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import time_machine
 from django.db import connection
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
@@ -144,3 +145,25 @@ def test_concurrent_workers_roll_up_every_event_exactly_once():
     assert reports.campaign_report(campaign) == reports.raw_campaign_report(campaign)
     totals = reports.campaign_report(campaign)["totals"]
     assert (totals["targeted"], totals["sent"], totals["clicked"]) == (40, 40, 40)
+
+
+changes = st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["sms", "email", "whatsapp"]), st.booleans(),
+                             st.integers(0, 5 * 24)), min_size=1, max_size=25)
+
+
+@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(history=changes)
+def test_subscribers_per_channel_equal_the_consent_history_day_by_day(history):
+    from subscribers import services as subscriber_services
+    from subscribers.models import Source
+
+    shoppers = [traffic.shopper(sms=False) for _ in range(3)]
+    for who, channel, grant, hour in sorted(history, key=lambda change: change[3]):
+        change = subscriber_services.grant_consent if grant else subscriber_services.revoke_consent
+        with time_machine.travel(START + timedelta(hours=hour), tick=False):
+            change(subscriber=shoppers[who], channel=channel, source=Source.API)
+    first, last = rollups.local_day(START) - timedelta(days=1), rollups.local_day(START) + timedelta(days=6)
+
+    by_day = rollups.reachable_by_day(first, last)
+
+    assert by_day == {day: rollups.reachable_on(day) for day in rollups.days_between(first, last)}
