@@ -24,7 +24,7 @@ def _verdict(row):
     return "met" if worst < TARGET_MS else "**missed**"
 
 
-def render(report):
+def render(report, small=None):
     m, db = report["machine"], report["database"]
     load = report["load_average"]
     lines = [
@@ -52,15 +52,39 @@ def render(report):
         lines.append("")
         if "attribution" in backfill:
             a = backfill["attribution"]
-            lines.append(f"- attributing {a['orders']:,} orders with `analytics.attribution.sweep`: "
-                         f"{a['seconds'] / 60:.1f} min ({a['ms_per_order']:.1f} ms an order);")
-        if "rollups" in backfill:
-            r = backfill["rollups"]
-            lines.append(f"- `analytics.rollups.rebuild` (`manage.py rebuild_rollups`) over {r['events']:,} events: "
-                         f"{r['seconds'] / 60:.1f} min ({r['us_per_event']:.0f} µs an event) into "
-                         f"{r['rows']:,} daily rows.")
-        for note in backfill.get("notes", []):
-            lines.append(f"- {note}")
+            rest = backfill.get("attribution_fill")
+            lines.append(f"- `analytics.attribution.sweep` (one order at a time): {a['orders']:,} of {a['of']:,} "
+                         f"orders in {a['seconds']:.0f} s, **{a['ms_per_order']:.1f} ms an order** (≈ "
+                         f"{a['ms_per_order'] * a['of'] / 3.6e6:.1f} h for all)"
+                         + (f"; the other {rest['orders']:,} were attributed by the same rules in one INSERT … "
+                            f"SELECT (`bench/analytics/fill.py`, equal to the sweep's rows on a small store) in "
+                            f"{rest['seconds']:.0f} s;" if rest else ";"))
+        if "roll_up" in backfill:
+            r = backfill["roll_up"]
+            lines.append(f"- the periodic roll-up (`analytics.rollups.roll_up_all`, batches of 5,000 claimed with "
+                         f"SKIP LOCKED): {r['events']:,} events in {r['seconds']:.0f} s, {r['us_per_event']:.0f} µs "
+                         f"an event (≈ {1e6 / r['us_per_event']:,.0f} events/s);")
+        if "rebuild" in backfill:
+            r = backfill["rebuild"]
+            if r.get("by") == "fill":
+                lines.append(f"- the rollups of all {r['events']:,} events written set-based without marking the "
+                             f"events (`bench/analytics/fill.py`, the same rows as `analytics.rollups.rebuild` on a "
+                             f"small store): {r['seconds'] / 60:.1f} min, {r['rows']:,} daily rows, subscribers per "
+                             f"channel for {r['days']} days by the product's `refresh_subscriber_daily`.")
+            else:
+                lines.append(f"- `analytics.rollups.rebuild` (`manage.py rebuild_rollups`) over {r['events']:,} "
+                             f"events: {r['seconds'] / 60:.1f} min, {r['rows']:,} daily rows, subscribers per channel "
+                             f"for {r['days']} days.")
+        if small and small.get("backfill", {}).get("rebuild", {}).get("by") != "fill":
+            b, d = small["backfill"], small["database"]
+            big_events = report["database"]["message_events"]
+            lines.append(f"- the whole product backfill on a small store ({d['messages']:,} messages, "
+                         f"{d['orders']:,} orders, same generator; run of {small['machine']['date']}): the sweep "
+                         f"{b['attribution']['ms_per_order']:.1f} ms an order, `analytics.rollups.rebuild` "
+                         f"{b['rebuild']['seconds']:.0f} s for {b['rebuild']['events']:,} events "
+                         f"({b['rebuild']['seconds'] * 1e6 / b['rebuild']['events']:.0f} µs an event, ≈ "
+                         f"{b['rebuild']['seconds'] / b['rebuild']['events'] * big_events / 3600:.1f} h at "
+                         f"{big_events:,} events on this machine).")
         lines.append("")
     lines += [
         f"Each report timed {report['reports']['dashboard']['function']['warm']['runs']} times warm after one call "
@@ -87,9 +111,9 @@ def render(report):
     return "\n".join(lines)
 
 
-def write(path, report, start, end):
+def write(path, report, start, end, small=None):
     text = path.read_text()
-    block = f"{start}\n{render(report).rstrip()}\n{end}"
+    block = f"{start}\n{render(report, small).rstrip()}\n{end}"
     if start in text and end in text:
         text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _m: block, text, flags=re.S)
     else:

@@ -67,13 +67,15 @@ def setup(url):
 def backfill(args):
     """Attributions and rollups for the store, when missing (or `--backfill`): -> the figures.
 
-    The product paths run on a slice, timed: `--sample-orders` orders through
-    analytics.attribution.sweep, `--sample-events` events through
-    analytics.rollups.roll_up_all, the subscribers-per-channel days through
-    refresh_subscriber_daily. With `--product-backfill` they run over everything
-    (hours at 10,000,000 messages on this machine); without it the rest is written
-    set-based by bench/analytics/fill.py (same rules, checked against the product's
-    rows on a small store by `--check-fill`).
+    Timed product paths: analytics.attribution.sweep (on `--sample-orders` orders
+    unless `--product-backfill`: one order at a time, hours for 300,000 here; the
+    rest are written set-based by bench/analytics/fill.py, checked against the
+    product's rows by `--check-fill`), the incremental roll-up
+    (analytics.rollups.roll_up_all on `--sample-events` events: what the periodic
+    task sustains) and, with `--product-backfill`, analytics.rollups.rebuild
+    (`manage.py rebuild_rollups`) over every event — it marks each event rolled
+    up, hours for 33,000,000 here; without it the rollups are written set-based
+    by bench/analytics/fill.py (the same rows: `--check-fill`).
     """
     from analytics import attribution, rollups
     from analytics.models import Attribution, DailyRollup, SubscriberDaily
@@ -89,7 +91,6 @@ def backfill(args):
     with connection_cursor() as cursor:
         cursor.execute("TRUNCATE analytics_attribution, analytics_dailyrollup, analytics_reasonrollup, "
                        "analytics_subscriberdaily")
-        cursor.execute("UPDATE delivery_messageevent SET rolled_up_at = NULL WHERE rolled_up_at IS NOT NULL")
     orders, events = Order.objects.count(), MessageEvent.objects.count()
 
     limit = None if args.product_backfill else args.sample_orders
@@ -105,33 +106,34 @@ def backfill(args):
                               "ms_per_order": seconds * 1000 / max(1, done)}
     log(f"  {done:,} orders in {seconds:.1f}s: {figures['attribution']['ms_per_order']:.1f} ms an order "
         f"(all {orders:,}: ≈ {figures['attribution']['ms_per_order'] * orders / 3.6e6:.1f} h)")
-
-    limit = None if args.product_backfill else args.sample_events
-    log(f"analytics.rollups.roll_up_all over {limit or events:,} of {events:,} message events…")
-    started = time.perf_counter()
-    rolled = rollups.roll_up_all(limit=limit)
-    seconds = time.perf_counter() - started
-    figures["rollups"] = {"events": rolled, "of": events, "seconds": seconds,
-                          "us_per_event": seconds * 1e6 / max(1, rolled)}
-    log(f"  {rolled:,} events in {seconds:.1f}s: {figures['rollups']['us_per_event']:.0f} µs an event "
-        f"(all {events:,}: ≈ {figures['rollups']['us_per_event'] * events / 3.6e9:.1f} h)")
-
-    days = None if args.product_backfill else WINDOW_DAYS + 1
-    log("analytics.rollups.refresh_subscriber_daily" + (f" for the last {days} days…" if days else "…"))
-    started = time.perf_counter()
-    written = rollups.refresh_subscriber_daily(**({"backfill_days": days} if days else {}))
-    seconds = time.perf_counter() - started
-    figures["subscriber_daily"] = {"days": len(written), "seconds": seconds,
-                                   "s_per_day": seconds / max(1, len(written))}
-    log(f"  {len(written)} days in {seconds:.1f}s ({figures['subscriber_daily']['s_per_day']:.2f} s a day)")
-
     if not args.product_backfill:
-        log("The rest set-based (bench/analytics/fill.py)…")
         started = time.perf_counter()
-        attributed = fill.attribute_rest()
+        written = fill.attribute_rest()
+        figures["attribution_fill"] = {"orders": written, "seconds": time.perf_counter() - started}
+        log(f"  the other {written:,} set-based (bench/analytics/fill.py) in "
+            f"{figures['attribution_fill']['seconds']:.0f}s")
+
+    if args.sample_events:
+        log(f"analytics.rollups.roll_up_all over {args.sample_events:,} message events (the periodic task)…")
+        started = time.perf_counter()
+        rolled = rollups.roll_up_all(limit=args.sample_events)
+        seconds = time.perf_counter() - started
+        figures["roll_up"] = {"events": rolled, "seconds": seconds, "us_per_event": seconds * 1e6 / max(1, rolled)}
+        log(f"  {rolled:,} events in {seconds:.1f}s: {figures['roll_up']['us_per_event']:.0f} µs an event")
+
+    started = time.perf_counter()
+    if args.product_backfill:
+        log(f"analytics.rollups.rebuild over {events:,} message events…")
+        rollups.rebuild()
+    else:
+        log(f"The rollups of {events:,} message events set-based (bench/analytics/fill.py)…")
         fill.roll_up_everything()
-        figures["fill"] = {"attributed": attributed, "seconds": time.perf_counter() - started}
-        log(f"  {attributed:,} more orders attributed and the rollups written in {figures['fill']['seconds']:.0f}s")
+    seconds = time.perf_counter() - started
+    figures["rebuild"] = {"events": events, "seconds": seconds, "rows": DailyRollup.objects.count(),
+                          "days": SubscriberDaily.objects.values("day").distinct().count(),
+                          "by": "analytics.rollups.rebuild" if args.product_backfill else "fill"}
+    log(f"  {seconds:.0f}s: {figures['rebuild']['rows']:,} daily rows, subscribers per channel for "
+        f"{figures['rebuild']['days']} days")
     figures["rows"] = {"attributions": Attribution.objects.count(), "daily": DailyRollup.objects.count()}
     return figures
 
@@ -161,11 +163,13 @@ def timed(call):
     return time.perf_counter() - started
 
 
-def measure(call, runs, cold_runs):
-    """Warm: one call to warm up, then `runs` timed calls; cold: `cold_runs` calls each on a new connection."""
+def measure(call, runs, cold_runs, budget):
+    """Warm: one call to warm up, then `runs` timed calls; cold: `cold_runs` calls each on a new connection.
+    A slow report gets fewer calls, so that each phase stays within about `budget` seconds (at least 3)."""
     from django.db import connection
 
-    call()
+    first = timed(call)
+    runs, cold_runs = (max(3, min(n, int(budget / max(first, 1e-3)))) for n in (runs, cold_runs))
     warm = [timed(call) for _ in range(runs)]
     cold = []
     for _ in range(cold_runs):
@@ -298,7 +302,7 @@ def run_reports(args):
     results = {}
     for name, subject in subjects.items():
         log(f"{subject['label']}: the function…")
-        row = {"label": subject["label"], "function": measure(subject["call"], args.runs, args.cold_runs)}
+        row = {"label": subject["label"], "function": measure(subject["call"], args.runs, args.cold_runs, args.budget)}
         row["queries"] = queries_of(subject["call"])
         row["explain"] = explain(row["queries"].pop("slowest_sql"), name)
         log(f"  p50 {row['function']['warm']['p50_ms']:.0f} ms, p95 {row['function']['warm']['p95_ms']:.0f} ms, "
@@ -306,7 +310,8 @@ def run_reports(args):
             f"slowest {row['queries']['slowest_ms']:.0f} ms")
         if subject["url"]:
             log(f"{subject['label']}: GET {subject['url']}…")
-            row["http"] = {"url": subject["url"], **measure(page(client, subject["url"]), args.runs, args.cold_runs)}
+            row["http"] = {"url": subject["url"], **measure(page(client, subject["url"]), args.runs, args.cold_runs,
+                                                           args.budget)}
             row["http"]["bytes"] = len(page(client, subject["url"])().content)
             log(f"  p50 {row['http']['warm']['p50_ms']:.0f} ms, p95 {row['http']['warm']['p95_ms']:.0f} ms, "
                 f"cold p50 {row['http']['cold']['p50_ms']:.0f} ms")
@@ -345,10 +350,13 @@ def main():
     parser.add_argument("--product-backfill", action="store_true",
                         help="attribute and roll up everything with the product's functions (hours at 10M)")
     parser.add_argument("--sample-orders", type=int, default=300, help="orders attributed by the product's sweep")
-    parser.add_argument("--sample-events", type=int, default=100_000, help="events rolled up by the product")
+    parser.add_argument("--sample-events", type=int, default=50_000,
+                        help="events rolled up incrementally before the rebuild (0: skip)")
     parser.add_argument("--check-fill", action="store_true",
                         help="compare bench/analytics/fill.py's rows with the product's (on a small store) and stop")
     parser.add_argument("--runs", type=int, default=20, help="warm calls of each report (p50 / p95)")
+    parser.add_argument("--budget", type=float, default=60,
+                        help="seconds for the warm calls of one report (a slow report gets fewer, at least 3)")
     parser.add_argument("--cold-runs", type=int, default=5, help="calls of each report on a new connection")
     parser.add_argument("--raw-runs", type=int, default=3, help="calls of each raw twin (0: skip)")
     parser.add_argument("--raw-timeout", type=float, default=120, help="statement timeout of the raw twins (s)")
@@ -380,7 +388,9 @@ def main():
     if args.write_docs:
         from bench.analytics.docs import write
 
-        write(DOCS, report, START, END)
+        small = sorted(RESULTS.glob("analytics-*.json"), key=lambda path: int(path.stem.split("-")[1]))
+        small = json.loads(small[0].read_text()) if small and small[0] != path else None
+        write(DOCS, report, START, END, small)
         log(f"{DOCS.relative_to(ROOT)} updated.")
 
 
