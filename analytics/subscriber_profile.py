@@ -13,6 +13,7 @@ keyset cursor, never an OFFSET.
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.db.models import Count, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
@@ -101,7 +102,8 @@ class Cursor:
     pk: int
 
     def __str__(self):
-        return f"{self.at.isoformat()}~{self.kind}~{self.pk}"
+        # UTC with a Z, so the cursor reads the same with or without URL encoding (a "+" would become a space).
+        return f"{self.at.astimezone(dt_timezone.utc):%Y-%m-%dT%H:%M:%S.%fZ}~{self.kind}~{self.pk}"
 
     @classmethod
     def parse(cls, text):
