@@ -147,12 +147,13 @@ def _after(cursor, kind, time_field):
     if cursor is None:
         return Q()
     rank, cursor_rank = _RANK[kind], _RANK[cursor.kind]
-    earlier = Q(**{f"{time_field}__lt": cursor.at})
     if rank < cursor_rank:
-        return earlier | Q(**{time_field: cursor.at})
+        return Q(**{f"{time_field}__lte": cursor.at})
     if rank == cursor_rank:
-        return earlier | Q(**{time_field: cursor.at, "pk__lt": cursor.pk})
-    return earlier
+        # The bound on the time alone lets an index on (shopper, time) start its scan at the cursor.
+        return Q(**{f"{time_field}__lte": cursor.at}) & (Q(**{f"{time_field}__lt": cursor.at})
+                                                          | Q(pk__lt=cursor.pk))
+    return Q(**{f"{time_field}__lt": cursor.at})
 
 
 def timeline(subscriber, *, cursor=None, size=TIMELINE_PAGE, with_messages=True):
