@@ -10,8 +10,8 @@ rows with their event history (what the outbox records), on the demo's own timel
   when the cart was bought back;
 - the storefront's push prompts (shown, accepted by the shoppers who have a browser subscribed).
 
-Then the orders are attributed (analytics.attribution) and the rollups rebuilt (analytics.rollups), the same
-code that runs on live traffic. Seeded, so every demo shows the same figures for the same store.
+Then the orders are attributed (analytics.attribution, which adds their conversions to the rollups) and the new
+message events rolled up (analytics.rollups), the same incremental path live traffic takes. Seeded, so every demo shows the same figures for the same store.
 """
 import random
 from datetime import timedelta
@@ -215,7 +215,7 @@ def write_push_prompts(rng, now):
 
 
 def load_demo_history(*, seed=SEED, now=None, log=None):
-    """Write the history, attribute the orders again and rebuild the rollups; -> {what: count}."""
+    """Write the history, attribute the orders again and roll the new events up; -> {what: count}."""
     rng, now = random.Random(seed), now or timezone.now()
     template = MessageTemplate.objects.filter(slug="back-in-stock").first() or MessageTemplate.objects.first()
     journey = Journey.objects.filter(recipe="abandoned-cart").select_related("current_version").order_by("pk").first()
@@ -236,7 +236,8 @@ def load_demo_history(*, seed=SEED, now=None, log=None):
         attributed += done
         if done < 1000:
             break
-    rollups.rebuild()
+    rollups.roll_up_all()
+    rollups.refresh_subscriber_daily()
     figures = {"messages": len(history.messages), "orders attributed": attributed,
                "click": Attribution.objects.filter(kind=AttributionKind.CLICK).count(),
                "view": Attribution.objects.filter(kind=AttributionKind.VIEW).count()}
