@@ -270,3 +270,20 @@ def test_a_best_hour_campaign_on_a_day_that_has_passed_everywhere_is_refused():
         made, now=datetime(2026, 12, 5, 12, 0, tzinfo=UTC))
     assert not [field for field, _message in campaign_engine.problems(
         made, now=datetime(2026, 12, 5, 11, 0, tzinfo=UTC)) if field == "local_date"]  # still the 4th at UTC-12
+
+
+def test_the_builders_send_form_sets_and_clears_at_best_time_and_the_step_says_so():
+    from journeys import builder, forms
+
+    MessageTemplate.objects.create(name="nudge", slug="nudge")
+    step = dict(BEST_TIME_STEPS["steps"]["send"])
+    assert forms.step_form(step, BEST_TIME_STEPS).initial["at_best_time"] is True
+    assert "at the shopper's best hour" in builder.summary(step)
+
+    posted = {"template": "nudge", "channel_1": "sms", "next": "end"}
+    cleared = forms.step_form(step, BEST_TIME_STEPS, data=posted)
+    assert cleared.is_valid(), cleared.errors
+    assert "at_best_time" not in cleared.updated_step()
+    chosen = forms.step_form(cleared.updated_step(), BEST_TIME_STEPS, data={**posted, "at_best_time": "on"})
+    assert chosen.is_valid(), chosen.errors
+    assert chosen.updated_step()["at_best_time"] is True
