@@ -283,6 +283,32 @@ def test_did_not_perform_an_event_includes_shoppers_who_never_did_anything(viewe
     assert members({"type": "event", "name": "order_placed", "operator": "did_not"}) == set(viewers)
 
 
+def test_an_event_category_matches_whatever_its_case_length_or_type():
+    """The category filter reads the column the database keeps (lower-cased, cut at 200 characters) when that
+    says the same as the JSON, and the JSON otherwise: long categories, numbers and missing ones included."""
+    long_name = "shoes " * 40  # 240 characters: the stored copy is cut at 200
+    people = {name: shopper(name) for name in ("upper", "long", "prefix", "number", "none")}
+    event(people["upper"], "product_viewed", NOW - timedelta(hours=1), category="SHOES")
+    event(people["long"], "product_viewed", NOW - timedelta(hours=1), category=long_name)
+    event(people["prefix"], "product_viewed", NOW - timedelta(hours=1), category=long_name[:200] + "boots")
+    event(people["number"], "product_viewed", NOW - timedelta(hours=1), category=42)
+    event(people["none"], "product_viewed", NOW - timedelta(hours=1))
+
+    def viewed(operator, value):
+        return members({"type": "event", "name": "product_viewed", "within_days": 1,
+                        "properties": [{"property": "category", "operator": operator, "value": value}]})
+
+    assert viewed("equals", "Shoes") == {"upper"}
+    assert viewed("in", ["boots", "shoes"]) == {"upper"}
+    assert viewed("equals", long_name.upper()) == {"long"}
+    assert viewed("equals", long_name[:200]) == set()
+    assert viewed("equals", 42) == {"number"}
+    assert viewed("equals", "42") == {"number"}
+    # "is not" holds for an event without a category, as everywhere in segments.
+    assert viewed("not_equals", "shoes") == {"long", "prefix", "number", "none"}
+    assert viewed("not_in", ["shoes", long_name]) == {"prefix", "number", "none"}
+
+
 def test_event_property_filters_read_numbers_and_text(viewers):
     event(viewers["zero"], "order_placed", NOW - timedelta(days=2), value=250, currency="SAR")
     event(viewers["one"], "order_placed", NOW - timedelta(days=2), value="80.50", currency="SAR")
