@@ -35,3 +35,9 @@ def trend_chart(table, series_keys, title, kind="line"):
 def funnel_chart(table, title):
     """analytics.tables.funnel_table as horizontal bars, widest first."""
     return _spec("funnel", table, [row["stage"] for row in table.rows], ["count"], title)
+
+
+def distribution_chart(table, label_key, title):
+    """Categories in row order (score bins, hours of the day) as vertical bars, one per remaining column."""
+    labels = [str(row[label_key]) for row in table.rows]
+    return _spec("bar", table, labels, [column.key for column in table.columns if column.key != label_key], title)

@@ -9,25 +9,39 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db.models import Count, Max, Q
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
 from subscribers.models import Subscriber
 
+from . import charts
+from .models import PredictionRun, PredictionStatus
 from .predictions import hour_distribution, score_distribution
-from .models import PredictionKind, PredictionRun, PredictionStatus
+from .tables import TEXT, Column, Table
+from .views import _page_or_csv
 
 RECENT_RUNS = 12
 # A run still "running" after this long was lost with its worker; it no longer blocks "train now".
 RUN_LEASE = timedelta(hours=3)
 
 
-def _bars(rows):
-    """[(label, count, percent of the largest)] for an HTML bar list."""
-    largest = max((count for _label, count in rows), default=0)
-    return [(label, count, round(100 * count / largest) if largest else 0) for label, count in rows]
+def distribution_tables():
+    """The scores' spread over the shoppers as report tables (shown, charted and exported like the reports')."""
+    shoppers = Column("shoppers", _("Shoppers"))
+    score, hour = Column("score", _("Score"), TEXT), Column("hour", _("Hour"), TEXT)
+    empty = _("No shopper has been scored yet.")
+    bins = {field: [{"score": f"{low * 100:.0f}–{high * 100:.0f}%", "shoppers": n}
+                    for low, high, n in score_distribution(field)] for field in ("purchase_likelihood", "churn_risk")}
+    return {
+        "purchase": Table("purchase", _("Purchase likelihood (next 7 days)"), (score, shoppers),
+                          bins["purchase_likelihood"], empty=empty),
+        "churn": Table("churn", _("Churn risk (no order in 60 days)"), (score, shoppers), bins["churn_risk"],
+                       empty=empty),
+        "hours": Table("hours", _("Best send hour (shoppers' local time)"), (hour, shoppers),
+                       [{"hour": f"{h:02d}:00", "shoppers": n} for h, n in hour_distribution()], empty=empty),
+    }
 
 
 def _reason(run):
@@ -57,13 +71,12 @@ def predictions_page(request):
     scored = Subscriber.objects.aggregate(
         shoppers=Count("pk"), scored=Count("pk", filter=Q(scores_updated_at__isnull=False)),
         at=Max("scores_updated_at"))
-    return render(request, "analytics/predictions.html", {
+    report_tables = distribution_tables()
+    return _page_or_csv(request, report_tables, "tanbih-predictions", "analytics/predictions.html", {
         "section": "predictions", "runs": runs, "scored": scored, "running": _running(),
         "can_train": request.user.has_perm("analytics.add_predictionrun"),
-        "kinds": PredictionKind.choices,
-        "purchase": _bars([(f"{low * 100:.0f}–{high * 100:.0f}%", n) for low, high, n in score_distribution("purchase_likelihood")]),
-        "churn": _bars([(f"{low * 100:.0f}–{high * 100:.0f}%", n) for low, high, n in score_distribution("churn_risk")]),
-        "hours": _bars([(f"{hour:02d}:00", n) for hour, n in hour_distribution()]),
+        "charts": {name: charts.distribution_chart(table, "hour" if name == "hours" else "score", table.title)
+                   for name, table in report_tables.items()},
     })
 
 

@@ -113,8 +113,16 @@ def test_a_viewer_reads_the_runs_and_distributions_but_cannot_train(client):
     assert "0.812" in html and "0.701" in html and "Not enough data" in html
     assert "4 shoppers did it and 26 did not; at least 20 of each are needed" in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
-    assert page.context["purchase"][8] == ("80–90%", 1, 100)
-    assert page.context["hours"][20] == ("20:00", 1, 100)
+    tables = page.context["tables"]
+    assert tables["purchase"].rows[8] == {"score": "80–90%", "shoppers": 1}
+    assert tables["hours"].rows[20] == {"hour": "20:00", "shoppers": 1}
+    assert sum(row["shoppers"] for row in tables["churn"].rows) == 0
+    chart = page.context["charts"]["hours"]
+    assert chart["labels"][20] == "20:00" and chart["series"][0]["data"][20] == 1.0
+    assert 'data-chart="chart-hours"' in html and 'id="chart-hours" type="application/json"' in html
+    download = client.get("/app/predictions/", {"format": "csv", "table": "purchase"})
+    assert download["Content-Type"].startswith("text/csv")
+    assert "80–90%,1" in download.content.decode("utf-8-sig")
     assert "Train now" not in html
     assert client.post("/app/predictions/train/").status_code == 403
     assert PredictionRun.objects.count() == 3
