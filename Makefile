@@ -9,7 +9,7 @@ PORT ?= 8000
 # follows HOST and PORT for `make run` unless SITE_URL is set.
 RUN_SITE_URL := http://$(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 
-.PHONY: run test install install-test migrate demo screenshots bench-ingest bench-broadcast bench-segments bench-analytics clean
+.PHONY: run test install install-test migrate demo screenshots bench-ingest bench-broadcast bench-segments bench-analytics bench-journeys clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,10 @@ bench-segments: install-test
 ## The dashboard and a campaign report over 10,000,000 messages vs computing them from raw rows (docs/benchmarks.md).
 bench-analytics: install-test
 	$(PY) bench/analytics/run.py $(BENCH_ARGS)
+
+## 100,000 journey enrolments due at once through beat's tick and Celery workers vs a countdown task each (docs/benchmarks.md).
+bench-journeys: install-test
+	$(PY) bench/journeys/run.py $(BENCH_ARGS)
 
 ## The README's screenshots (docs/screenshots/) of the demo store's main pages in English and Arabic (Chromium).
 screenshots: demo install-test
