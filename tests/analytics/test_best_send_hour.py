@@ -12,12 +12,12 @@ from analytics.best_hour import best_hours, peak_hour, store_pattern
 from campaigns import engine as campaign_engine
 from campaigns import services as campaign_services
 from campaigns.models import Campaign, ScheduleKind, Variant
-from delivery.channels import reset_backends
 from delivery.models import Message, MessageTemplate, TemplateContent
 from journeys import engine as journey_engine
 from journeys.models import Journey
 from subscribers import services as subscriber_services
 from subscribers.models import Channel, Segment, SegmentMembership, Source, Subscriber
+from tests.campaigns.test_campaign_engine import sandbox  # noqa: F401 - sandbox channels, no quiet hours or caps
 from tests.factories import make_subscriber
 
 pytestmark = pytest.mark.django_db
@@ -25,19 +25,12 @@ pytestmark = pytest.mark.django_db
 UTC = ZoneInfo("UTC")
 RIYADH = ZoneInfo("Asia/Riyadh")
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-CHANNELS = ("push", "sms", "whatsapp", "email", "inapp")
 _codes = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
-def sandbox(settings):
-    settings.DELIVERY_BACKENDS = {channel: "delivery.channels.sandbox.SandboxBackend" for channel in CHANNELS}
-    settings.QUIET_HOURS = {channel: "off" for channel in CHANNELS}
-    settings.FREQUENCY_CAPS = {channel: {"day": 0, "week": 0} for channel in (*CHANNELS, "all")}
+def prior_weight(settings):
     settings.PREDICTIONS_BEST_HOUR_PRIOR_WEIGHT = 5
-    reset_backends()
-    yield
-    reset_backends()
 
 
 def shopper(n, tz="Asia/Riyadh", best_send_hour=None):
