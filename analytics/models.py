@@ -137,6 +137,30 @@ class SubscriberDaily(models.Model):
         return f"{self.day} · {self.channel} · {self.reachable}"
 
 
+class LiftRollup(models.Model):
+    """One campaign run's hold-out figures (units converted within the conversion window), kept by a periodic
+    task until the window has closed, so a report sums a few rows instead of testing every message."""
+
+    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="+",
+                                 verbose_name=_("campaign"))
+    occurrence = models.CharField(_("occurrence"), max_length=64)
+    messaged = models.BigIntegerField(_("messaged"), default=0)
+    messaged_converted = models.BigIntegerField(_("messaged and converted"), default=0)
+    control = models.BigIntegerField(_("held out"), default=0)
+    control_converted = models.BigIntegerField(_("held out and converted"), default=0)
+    computed_at = models.DateTimeField(_("computed at"), default=timezone.now)
+    is_final = models.BooleanField(_("final"), default=False,
+                                   help_text=_("The run's conversion window has closed: no longer recomputed."))
+
+    class Meta:
+        verbose_name = _("hold-out figures")
+        verbose_name_plural = _("hold-out figures")
+        constraints = [models.UniqueConstraint(fields=["campaign", "occurrence"], name="liftrollup_unique")]
+
+    def __str__(self):
+        return f"{self.campaign_id} · {self.occurrence}"
+
+
 class PredictionKind(models.TextChoices):
     PURCHASE = "purchase", _("Purchase in the next 7 days")
     CHURN = "churn", _("No order in the next 60 days (churn)")

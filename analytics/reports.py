@@ -14,25 +14,24 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import (
-    Count, DateTimeField, Exists, ExpressionWrapper, F, IntegerField, Max, OuterRef, Q, Sum, TextField, Value,
-)
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum, TextField, Value
 from django.db.models.fields.json import KT
-from django.db.models.functions import Cast, Coalesce, NullIf, TruncDate
+from django.db.models.functions import Coalesce, NullIf, TruncDate
 
 from campaigns.models import SOURCE_TYPE as CAMPAIGN_SOURCE_TYPE
 from campaigns.models import Campaign, HoldoutMember, WinnerMetric
-from delivery.models import Message, MessageEvent
+from delivery.models import MessageEvent
 from journeys.models import SOURCE_TYPE as JOURNEY_SOURCE_TYPE
 from journeys.models import Enrolment, EnrolmentStatus, Journey
 from subscribers.models import Event
 
 from . import stats
 from .attribution import click_window_hours, counts_as_revenue, view_window_hours
-from .models import Attribution, AttributionKind, DailyRollup, ReasonRollup, SubscriberDaily
+from .models import Attribution, AttributionKind, DailyRollup, LiftRollup, ReasonRollup, SubscriberDaily
 from .rollups import (
     KIND_METRICS, MESSAGE_METRICS, ROLLUP_METRICS, SUBSCRIBER_CHANNELS,
-    conversion_amounts, day_start, days_between, reachable_on, store_timezone, window_bounds, window_days,
+    conversion_amounts, day_start, days_between, lift_units, reachable_on, refresh_lift, store_timezone,
+    window_bounds, window_days,
 )
 
 TOP_COUNT = 10
@@ -87,6 +86,10 @@ class RollupFigures:
             rows = rows.filter(source_id__in=list(source_ids))
         return {tuple(row[dim] for dim in dims): row["n"]
                 for row in rows.values(*dims).annotate(n=Sum("count")).order_by()}
+
+    @staticmethod
+    def lift(campaign):
+        return campaign_lift(campaign)
 
     def reachable(self, days):
         counts = {}
@@ -167,6 +170,10 @@ class RawFigures:
 
     def reachable(self, days):
         return {day: reachable_on(day) for day in days}
+
+    @staticmethod
+    def lift(campaign):
+        return raw_campaign_lift(campaign)
 
 
 ROLLUPS, RAW = RollupFigures(), RawFigures()
@@ -312,38 +319,42 @@ def _variant_figures(variants, winner_metric):
     return variants
 
 
+def _has_holdout(campaign):
+    return bool(campaign.holdout_percent) or HoldoutMember.objects.filter(campaign=campaign).exists()
+
+
+def _lift(units):
+    """stats.lift over the summed per-run units (all zeros before anyone was held out)."""
+    return stats.lift(*[sum(run[n] for run in units) for n in range(4)])
+
+
+def _lift_rows(campaign):
+    return list(LiftRollup.objects.filter(campaign=campaign).values_list(
+        "messaged", "messaged_converted", "control", "control_converted"))
+
+
 def campaign_lift(campaign):
-    """Conversion of the messaged vs the hold-out within the campaign's conversion window, or None without one.
-
-    A unit is a shopper in one run (occurrence): messaged units had a message of the campaign sent, control
-    units are its HoldoutMember rows; a unit converted when the campaign's conversion event happened within
-    conversion_window_hours after the message was sent (for the control: after it was held out).
-    """
-    holdout = HoldoutMember.objects.filter(campaign=campaign)
-    if not campaign.holdout_percent and not holdout.exists():
+    """Messaged vs hold-out conversion (docs/analytics.md, Lift) from the LiftRollup rows (computed here the first
+    time, then kept by the periodic task); None for a campaign that never held anyone out."""
+    if not _has_holdout(campaign):
         return None
-    window = timedelta(hours=campaign.conversion_window_hours)
+    rows = _lift_rows(campaign)
+    if not rows and refresh_lift(campaign):
+        rows = _lift_rows(campaign)
+    return _lift(rows)
 
-    def converted(moment):
-        return Exists(Event.objects.filter(
-            subscriber_id=OuterRef("subscriber_id"), name=campaign.conversion_event,
-            occurred_at__gte=OuterRef(moment),
-            occurred_at__lt=ExpressionWrapper(OuterRef(moment) + window, output_field=DateTimeField())))
 
-    messaged = (Message.objects.filter(source_type=CAMPAIGN_SOURCE_TYPE, source_id__in=campaign.source_ids(),
-                                       sent_at__isnull=False)
-                .annotate(hit=Cast(converted("sent_at"), IntegerField()))
-                .values("subscriber_id", "occurrence").annotate(unit_hit=Max("hit")).order_by()
-                .aggregate(units=Count("*"), hits=Sum("unit_hit")))
-    control = holdout.aggregate(units=Count("pk"), hits=Count("pk", filter=Q(converted("added_at"))))
-    return stats.lift(messaged["units"] or 0, messaged["hits"] or 0, control["units"] or 0, control["hits"] or 0)
+def raw_campaign_lift(campaign):
+    if not _has_holdout(campaign):
+        return None
+    runs = HoldoutMember.objects.filter(campaign=campaign).values_list("occurrence", flat=True).distinct()
+    return _lift(list(lift_units(campaign, occurrences=list(runs.order_by())).values()))
 
 
 def _campaign_report(source, campaign):
-    source_ids = campaign.source_ids()
-    filters = {"source_type": CAMPAIGN_SOURCE_TYPE, "source_ids": source_ids}
+    labels = sorted(campaign.variants.values_list("label", flat=True))
+    filters = {"source_type": CAMPAIGN_SOURCE_TYPE, "source_ids": [f"{campaign.pk}:{label}" for label in labels]}
     per_variant = source.daily(("source_id",), **filters)
-    labels = sorted({variant.label for variant in campaign.variants.all()})
     variants = [{"label": label, **metrics(per_variant.get((f"{campaign.pk}:{label}",),
                                                            _empty(("source_id",), ("",))))} for label in labels]
     suppressed = source.reasons(("reason",), outcome="suppressed", **filters)
@@ -355,7 +366,7 @@ def _campaign_report(source, campaign):
                      in sorted(source.daily(("channel",), **filters).items())],
         "suppressed_by_reason": [{"reason": reason, "count": count} for (reason,), count
                                  in sorted(suppressed.items(), key=lambda item: (-item[1], item[0]))],
-        "lift": campaign_lift(campaign),
+        "lift": source.lift(campaign),
         "daily": _daily_series(source, _source_days(source, **filters), **filters),
     }
 

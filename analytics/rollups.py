@@ -29,16 +29,18 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models import Count, DateTimeField, Exists, ExpressionWrapper, Max, OuterRef, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from delivery.models import Message, MessageEvent, MessageEventKind
-from subscribers.models import Channel, ConsentChange, ConsentStatus
+from campaigns.models import SOURCE_TYPE as CAMPAIGN_SOURCE_TYPE
+from campaigns.models import Campaign, HoldoutMember
+from delivery.models import PENDING_STATUSES, Message, MessageEvent, MessageEventKind, MessageStatus
+from subscribers.models import Channel, ConsentChange, ConsentStatus, Event
 
 from .attribution import counts_as_revenue
-from .models import Attribution, AttributionKind, DailyRollup, ReasonRollup, SubscriberDaily
+from .models import Attribution, AttributionKind, DailyRollup, LiftRollup, ReasonRollup, SubscriberDaily
 
 # Which message event kind feeds which rollup column.
 KIND_METRICS = {
@@ -61,6 +63,8 @@ SUBSCRIBER_CHANNELS = tuple(Channel.values)
 
 # pg_advisory locks: the incremental paths hold it shared, rebuild exclusive.
 ROLLUP_LOCK_KEY = 7_340_601
+# A run with messages in these states may still send: its hold-out figures are not final.
+OPEN_STATUSES = (*PENDING_STATUSES, MessageStatus.SENDING)
 DEFAULT_BATCH = 5000
 
 
@@ -319,6 +323,85 @@ def refresh_subscriber_daily(*, now=None, recompute_days=2, backfill_days=400):
     SubscriberDaily.objects.bulk_create(rows, update_conflicts=True, unique_fields=["day", "channel"],
                                         update_fields=["reachable", "computed_at"], batch_size=1000)
     return len({row.day for row in rows})
+
+
+# --- Hold-out lift -----------------------------------------------------------------
+
+def _converted_within(campaign, moment):
+    """The shopper had the campaign's conversion event within its window after `moment` (an outer column)."""
+    window = timedelta(hours=campaign.conversion_window_hours)
+    return Exists(Event.objects.filter(
+        subscriber_id=OuterRef("subscriber_id"), name=campaign.conversion_event, occurred_at__gte=OuterRef(moment),
+        occurred_at__lt=ExpressionWrapper(OuterRef(moment) + window, output_field=DateTimeField())))
+
+
+def lift_units(campaign, occurrences=None):
+    """{occurrence: [messaged, messaged converted, control, control converted]} computed from the raw rows.
+
+    A unit is a shopper in one run: messaged when a message of the campaign was sent to them, converted when
+    the conversion event followed one of those sends within the window; control units are the run's hold-out
+    members, converted when the event followed their holding out within the window.
+    """
+    messages = Message.objects.filter(source_type=CAMPAIGN_SOURCE_TYPE, source_id__in=campaign.source_ids(),
+                                      sent_at__isnull=False)
+    holdout = HoldoutMember.objects.filter(campaign=campaign)
+    if occurrences is not None:
+        messages, holdout = messages.filter(occurrence__in=occurrences), holdout.filter(occurrence__in=occurrences)
+    units = defaultdict(lambda: [0, 0, 0, 0])
+    for occurrence, messaged, converted in (
+            messages.values_list("occurrence")
+            .annotate(units=Count("subscriber_id", distinct=True),
+                      hits=Count("subscriber_id", distinct=True, filter=Q(_converted_within(campaign, "sent_at"))))
+            .order_by()):
+        units[occurrence][0:2] = [messaged, converted]
+    for occurrence, control, converted in (
+            holdout.values_list("occurrence")
+            .annotate(units=Count("pk"), hits=Count("pk", filter=Q(_converted_within(campaign, "added_at"))))
+            .order_by()):
+        units[occurrence][2:4] = [control, converted]
+    return dict(units)
+
+
+def _closed_occurrences(campaign, now):
+    """The runs whose conversion window has closed: nothing left to send and the last send + window is past."""
+    window = timedelta(hours=campaign.conversion_window_hours)
+    closed = set()
+    for occurrence, last_sent, pending in (
+            Message.objects.filter(source_type=CAMPAIGN_SOURCE_TYPE, source_id__in=campaign.source_ids())
+            .values_list("occurrence")
+            .annotate(last=Max("sent_at"), pending=Count("pk", filter=Q(status__in=OPEN_STATUSES))).order_by()):
+        if not pending and last_sent is not None and last_sent + window <= now:
+            closed.add(occurrence)
+    return closed
+
+
+def refresh_lift(campaign, *, now=None):
+    """Recompute the LiftRollup rows of a campaign's runs not final yet: -> the rows written."""
+    now = now or timezone.now()
+    final = set(LiftRollup.objects.filter(campaign=campaign, is_final=True).values_list("occurrence", flat=True))
+    open_runs = set(HoldoutMember.objects.filter(campaign=campaign).exclude(occurrence__in=final)
+                    .values_list("occurrence", flat=True).distinct().order_by())
+    if not open_runs:
+        return 0
+    closed = _closed_occurrences(campaign, now)
+    figures = lift_units(campaign, occurrences=sorted(open_runs))
+    rows = [LiftRollup(campaign=campaign, occurrence=occurrence, messaged=units[0], messaged_converted=units[1],
+                       control=units[2], control_converted=units[3], computed_at=now,
+                       is_final=occurrence in closed)
+            for occurrence, units in figures.items() if occurrence in open_runs]
+    LiftRollup.objects.bulk_create(rows, update_conflicts=True, unique_fields=["campaign", "occurrence"],
+                                   update_fields=["messaged", "messaged_converted", "control", "control_converted",
+                                                  "computed_at", "is_final"])
+    return len(rows)
+
+
+def refresh_lifts(*, now=None):
+    """Every campaign with a hold-out run still open (celery-beat): -> the rows written."""
+    final = LiftRollup.objects.filter(is_final=True, campaign_id=OuterRef("campaign_id"),
+                                      occurrence=OuterRef("occurrence"))
+    campaign_ids = (HoldoutMember.objects.filter(~Exists(final)).values_list("campaign_id", flat=True)
+                    .distinct().order_by())
+    return sum(refresh_lift(campaign, now=now) for campaign in Campaign.objects.filter(pk__in=campaign_ids))
 
 
 # --- Start over ---------------------------------------------------------------------

@@ -45,3 +45,9 @@ def train_predictions(triggered_by="schedule"):
 
     runs, counts = predictions.train_and_score(triggered_by=triggered_by)
     return {"runs": [run.pk for run in runs], "scored": counts["subscribers"]}
+
+
+@shared_task(name="analytics.tasks.refresh_lifts", time_limit=600, soft_time_limit=540)
+def refresh_lifts():
+    """celery-beat, every ANALYTICS_LIFT_SECONDS: hold-out figures of campaign runs whose window is still open."""
+    return rollups.refresh_lifts()

@@ -220,6 +220,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "analytics.tasks.sweep_attributions",
         "schedule": float(env_int("ANALYTICS_SWEEP_SECONDS", 300)),
     },
+    "analytics-hold-out-lift": {
+        "task": "analytics.tasks.refresh_lifts",
+        "schedule": float(env_int("ANALYTICS_LIFT_SECONDS", 600)),
+    },
     "analytics-subscribers-per-channel": {
         "task": "analytics.tasks.refresh_subscriber_daily",
         "schedule": crontab(minute=7),
@@ -484,6 +488,8 @@ ANALYTICS_VIEW_WINDOW_HOURS = env_int("ANALYTICS_VIEW_WINDOW_HOURS", 1)
 # How often celery-beat adds new message events to the daily rollups, and attributes orders the signal path missed.
 ANALYTICS_ROLLUP_SECONDS = env_int("ANALYTICS_ROLLUP_SECONDS", 30)
 ANALYTICS_SWEEP_SECONDS = env_int("ANALYTICS_SWEEP_SECONDS", 300)
+# How often celery-beat recomputes the hold-out figures (lift) of campaign runs whose conversion window is open.
+ANALYTICS_LIFT_SECONDS = env_int("ANALYTICS_LIFT_SECONDS", 600)
 
 # --- Predictions (docs/predictions.md) --------------------------------------------
 # The UTC hour celery-beat retrains the purchase / churn models and rescores every shopper (at :37).

@@ -8,6 +8,7 @@ import pytest
 import time_machine
 
 from analytics import reports, rollups
+from analytics.models import LiftRollup
 from campaigns.models import Campaign, HoldoutMember, Variant
 from delivery.models import Message, MessageTemplate, TemplateContent
 from journeys import engine, tasks
@@ -129,11 +130,33 @@ def test_lift_compares_the_messaged_with_the_hold_out_within_the_conversion_wind
 
     lift = reports.campaign_report(campaign)["lift"]
 
+    assert reports.raw_campaign_report(campaign)["lift"] == lift
+
     # Messaged 2 of 4 converted (0.5), control 1 of 4 (0.25): lift = 0.25 (relative +100 %).
     assert (lift["messaged"], lift["messaged_converted"], lift["control"], lift["control_converted"]) == (4, 2, 4, 1)
     assert lift["lift"] == pytest.approx(0.25) and lift["relative_lift"] == pytest.approx(1.0)
     # Four shoppers a side can't show it: the interval spans 0 and the test is not significant.
     assert lift["ci_low"] < 0 < lift["ci_high"] and not lift["significant"]
+
+
+def test_hold_out_figures_are_kept_until_the_run_s_window_closes():
+    campaign = campaign_with_holdout()
+    messaged, held_out = shopper(), shopper()
+    sent(messaged, START, source_id=f"{campaign.pk}:A")
+    HoldoutMember.objects.create(campaign=campaign, occurrence="1", subscriber=held_out, added_at=START)
+
+    rollups.refresh_lifts(now=START + timedelta(hours=2))
+    [row] = LiftRollup.objects.filter(campaign=campaign)
+    assert (row.messaged, row.messaged_converted, row.control, row.is_final) == (1, 0, 1, False)
+
+    converts(messaged, START + timedelta(hours=3))
+    rollups.refresh_lifts(now=START + timedelta(hours=25))  # the 24-hour window closed an hour ago
+    row.refresh_from_db()
+    assert (row.messaged_converted, row.is_final) == (1, True)
+
+    converts(held_out, START + timedelta(hours=4))  # a late-arriving event changes nothing once final
+    assert rollups.refresh_lifts(now=START + timedelta(hours=30)) == 0
+    assert reports.campaign_report(campaign)["lift"]["control_converted"] == 0
 
 
 def test_a_campaign_without_a_hold_out_has_no_lift():
