@@ -36,24 +36,40 @@ def counts_as_revenue(currency):
     return (currency or "").upper() == str(settings.DEFAULT_CURRENCY).upper()
 
 
-def _last_touch(subscriber_id, placed_at, kinds, hours):
-    """(message id, when) of the shopper's latest event of `kinds` in the `hours` before the order, or None."""
-    return (MessageEvent.objects
-            .filter(message__subscriber_id=subscriber_id, kind__in=kinds,
-                    occurred_at__gte=placed_at - timedelta(hours=hours), occurred_at__lte=placed_at)
-            .exclude(message__source_type__in=EXCLUDED_SOURCE_TYPES)
-            .order_by("-occurred_at", "-pk").values_list("message_id", "occurred_at").first())
+def _touches(order, hours):
+    """The shopper's clicks, displays and deliveries in the `hours` before the order: [(when, event id, kind,
+    message id, (source type, source id, channel))].
+
+    From the shopper's own messages (their index) to those messages' events (the message + kind index),
+    so the cost follows one shopper's history, never the store's traffic in the window.
+    """
+    sources = {pk: (source_type, source_id, channel) for pk, source_type, source_id, channel in
+               Message.objects.filter(subscriber_id=order.subscriber_id, queued_at__lte=order.placed_at)
+               .exclude(source_type__in=EXCLUDED_SOURCE_TYPES)
+               .values_list("pk", "source_type", "source_id", "channel")}
+    if not sources:
+        return []
+    events = (MessageEvent.objects
+              .filter(message_id__in=list(sources), kind__in=[MessageEventKind.CLICKED, *VIEW_KINDS],
+                      occurred_at__gte=order.placed_at - timedelta(hours=hours), occurred_at__lte=order.placed_at)
+              .values_list("occurred_at", "pk", "kind", "message_id"))
+    return [(at, pk, kind, message_id, sources[message_id]) for at, pk, kind, message_id in events]
 
 
 def find_touch(order):
-    """-> (kind, message id or None, touched_at or None) for the order, by the rules above."""
-    touch = _last_touch(order.subscriber_id, order.placed_at, [MessageEventKind.CLICKED], click_window_hours())
-    if touch:
-        return AttributionKind.CLICK, touch[0], touch[1]
-    touch = _last_touch(order.subscriber_id, order.placed_at, VIEW_KINDS, view_window_hours())
-    if touch:
-        return AttributionKind.VIEW, touch[0], touch[1]
-    return AttributionKind.NONE, None, None
+    """-> (kind, message id or None, touched_at or None, (source type, source id, channel) or None): the last
+    click within the click window, else the last display or delivery within the view window (ties: the later
+    event)."""
+    clicks, views = click_window_hours(), view_window_hours()
+    touches = _touches(order, max(clicks, views))
+    click_from, view_from = order.placed_at - timedelta(hours=clicks), order.placed_at - timedelta(hours=views)
+    for kind, candidates in (
+            (AttributionKind.CLICK, [t for t in touches if t[2] == MessageEventKind.CLICKED and t[0] >= click_from]),
+            (AttributionKind.VIEW, [t for t in touches if t[2] in VIEW_KINDS and t[0] >= view_from])):
+        if candidates:
+            at, _pk, _kind, message_id, source = max(candidates, key=lambda touch: (touch[0], touch[1]))
+            return kind, message_id, at, source
+    return AttributionKind.NONE, None, None, None
 
 
 def cart_keys(cart):
@@ -88,14 +104,12 @@ def find_recovery(order):
 
 def build(order):
     """The unsaved Attribution for an order (reads only)."""
-    kind, message_id, touched_at = find_touch(order)
+    kind, message_id, touched_at, source = find_touch(order)
     attribution = Attribution(order=order, kind=kind, value=order.value, currency=order.currency,
                               placed_at=order.placed_at, touched_at=touched_at, attributed_at=timezone.now())
     if message_id is not None:
-        source = Message.objects.filter(pk=message_id).values("source_type", "source_id", "channel").first()
         attribution.message_id = message_id
-        attribution.source_type, attribution.source_id = source["source_type"], source["source_id"]
-        attribution.channel = source["channel"]
+        attribution.source_type, attribution.source_id, attribution.channel = source
     recovery = find_recovery(order)
     if recovery is not None:
         cart, abandoned_at, message = recovery
