@@ -1,15 +1,18 @@
 """Which message earned an order: last click within the click window, else last view within the view window.
 
 One Attribution row per order (kind "none" when no message qualifies), written
-once: the unique order column decides between two workers, and the rollup's
-conversion figures are added in the same transaction as the row, so an order
-counts once in every report (docs/analytics.md, Attribution).
+once: the order's row is locked while its attribution is written (the signal's
+task waits, the sweep skips), the order column is unique besides, and the
+rollup's conversion figures are added in the same transaction as the row, so an
+order counts once in every report (docs/analytics.md, Attribution). One batched
+implementation serves a single order and a sweep of a thousand.
 """
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from delivery.models import Message, MessageEvent, MessageEventKind
@@ -36,36 +39,38 @@ def counts_as_revenue(currency):
     return (currency or "").upper() == str(settings.DEFAULT_CURRENCY).upper()
 
 
-def _touches(order, hours):
-    """The shopper's clicks, displays and deliveries in the `hours` before the order: [(when, event id, kind,
-    message id, (source type, source id, channel))].
+def _touches(orders, hours):
+    """{subscriber id: [(when, event id, kind, message id, (source type, source id, channel))]}: the shoppers'
+    clicks, displays and deliveries from `hours` before their earliest order to their latest one.
 
-    From the shopper's own messages (their index) to those messages' events (the message + kind index),
-    so the cost follows one shopper's history, never the store's traffic in the window.
+    One query for a batch of orders (the sweep takes them in time order, so the range stays short); the
+    per-order windows are cut from it in Python.
     """
-    sources = {pk: (source_type, source_id, channel) for pk, source_type, source_id, channel in
-               Message.objects.filter(subscriber_id=order.subscriber_id, queued_at__lte=order.placed_at)
-               .exclude(source_type__in=EXCLUDED_SOURCE_TYPES)
-               .values_list("pk", "source_type", "source_id", "channel")}
-    if not sources:
-        return []
-    events = (MessageEvent.objects
-              .filter(message_id__in=list(sources), kind__in=[MessageEventKind.CLICKED, *VIEW_KINDS],
-                      occurred_at__gte=order.placed_at - timedelta(hours=hours), occurred_at__lte=order.placed_at)
-              .values_list("occurred_at", "pk", "kind", "message_id"))
-    return [(at, pk, kind, message_id, sources[message_id]) for at, pk, kind, message_id in events]
+    earliest = min(order.placed_at for order in orders) - timedelta(hours=hours)
+    latest = max(order.placed_at for order in orders)
+    touches = {}
+    for at, pk, kind, message_id, subscriber_id, source_type, source_id, channel in (
+            MessageEvent.objects
+            .filter(message__subscriber_id__in={order.subscriber_id for order in orders},
+                    kind__in=[MessageEventKind.CLICKED, *VIEW_KINDS], occurred_at__gte=earliest,
+                    occurred_at__lte=latest)
+            .exclude(message__source_type__in=EXCLUDED_SOURCE_TYPES)
+            .values_list("occurred_at", "pk", "kind", "message_id", "message__subscriber_id",
+                         "message__source_type", "message__source_id", "message__channel")):
+        touches.setdefault(subscriber_id, []).append((at, pk, kind, message_id, (source_type, source_id, channel)))
+    return touches
 
 
-def find_touch(order):
+def pick_touch(order, touches):
     """-> (kind, message id or None, touched_at or None, (source type, source id, channel) or None): the last
-    click within the click window, else the last display or delivery within the view window (ties: the later
-    event)."""
-    clicks, views = click_window_hours(), view_window_hours()
-    touches = _touches(order, max(clicks, views))
-    click_from, view_from = order.placed_at - timedelta(hours=clicks), order.placed_at - timedelta(hours=views)
+    click within the click window before the order, else the last display or delivery within the view window
+    (ties: the later event)."""
+    click_from = order.placed_at - timedelta(hours=click_window_hours())
+    view_from = order.placed_at - timedelta(hours=view_window_hours())
+    mine = [touch for touch in touches if touch[0] <= order.placed_at]
     for kind, candidates in (
-            (AttributionKind.CLICK, [t for t in touches if t[2] == MessageEventKind.CLICKED and t[0] >= click_from]),
-            (AttributionKind.VIEW, [t for t in touches if t[2] in VIEW_KINDS and t[0] >= view_from])):
+            (AttributionKind.CLICK, [t for t in mine if t[2] == MessageEventKind.CLICKED and t[0] >= click_from]),
+            (AttributionKind.VIEW, [t for t in mine if t[2] in VIEW_KINDS and t[0] >= view_from])):
         if candidates:
             at, _pk, _kind, message_id, source = max(candidates, key=lambda touch: (touch[0], touch[1]))
             return kind, message_id, at, source
@@ -77,87 +82,134 @@ def cart_keys(cart):
     return [key for key in {cart.external_id, str(cart.pk)} if key]
 
 
-def find_recovery(order):
-    """-> (cart, abandoned_at, recovery message) when the order bought back an abandoned cart after a
-    recovery message, else None.
+def _abandonments(orders):
+    """{(subscriber id, cart key): [abandoned at, …]} for the carts the orders bought."""
+    keys = {key for order in orders for key in cart_keys(order.cart)}
+    found = {}
+    for subscriber_id, cart_id, at in (
+            Event.objects.filter(subscriber_id__in={order.subscriber_id for order in orders}, name="cart_abandoned",
+                                 occurred_at__lte=max(order.placed_at for order in orders),
+                                 properties__cart_id__in=sorted(keys))
+            .values_list("subscriber_id", KT("properties__cart_id"), "occurred_at")):
+        found.setdefault((subscriber_id, cart_id), []).append(at)
+    return found
 
-    Recovered: the order's cart had a `cart_abandoned` event before the order, and after that
+
+def _recovery_messages(orders):
+    """{subscriber id: [(sent at, pk, source id, {cart keys it names})]}: journey messages that could be theirs."""
+    found = {}
+    for pk, subscriber_id, sent_at, source_id, cart_id, cart_ref in (
+            Message.objects.filter(subscriber_id__in={order.subscriber_id for order in orders},
+                                   source_type=JOURNEY_SOURCE_TYPE, sent_at__isnull=False,
+                                   sent_at__lte=max(order.placed_at for order in orders))
+            .filter(Q(context__has_key="cart_id") | Q(context__cart__has_key="id"))
+            .values_list("pk", "subscriber_id", "sent_at", "source_id", KT("context__cart_id"),
+                         KT("context__cart__id"))):
+        found.setdefault(subscriber_id, []).append((sent_at, pk, source_id, {cart_id, cart_ref} - {None}))
+    return found
+
+
+def pick_recovery(order, abandonments, messages):
+    """-> (cart, abandoned_at, message pk, message source id) when the order bought back an abandoned cart after
+    a recovery message, else None.
+
+    Recovered: the order's cart had a `cart_abandoned` event before the order, and after its latest such
     abandonment (and before the order) a journey message naming the cart in its context was sent.
     """
-    cart = order.cart
-    if cart is None:
+    if order.cart is None:
         return None
-    keys = cart_keys(cart)
-    abandoned_at = (Event.objects.filter(subscriber_id=order.subscriber_id, name="cart_abandoned",
-                                         occurred_at__lte=order.placed_at, properties__cart_id__in=keys)
-                    .order_by("-occurred_at").values_list("occurred_at", flat=True).first())
-    if abandoned_at is None:
+    keys = set(cart_keys(order.cart))
+    abandoned = [at for key in keys for at in abandonments.get((order.subscriber_id, key), [])
+                 if at <= order.placed_at]
+    if not abandoned:
         return None
-    message = (Message.objects.filter(subscriber_id=order.subscriber_id, source_type=JOURNEY_SOURCE_TYPE,
-                                      sent_at__gte=abandoned_at, sent_at__lte=order.placed_at)
-               .filter(Q(context__cart_id__in=keys) | Q(context__cart__id__in=keys))
-               .order_by("-sent_at", "-pk").only("pk", "source_id").first())
-    if message is None:
+    abandoned_at = max(abandoned)
+    sent = [row for row in messages.get(order.subscriber_id, [])
+            if abandoned_at <= row[0] <= order.placed_at and row[3] & keys]
+    if not sent:
         return None
-    return cart, abandoned_at, message
+    _sent_at, pk, source_id, _keys = max(sent, key=lambda row: (row[0], row[1]))
+    return order.cart, abandoned_at, pk, source_id
 
 
-def build(order):
-    """The unsaved Attribution for an order (reads only)."""
-    kind, message_id, touched_at, source = find_touch(order)
-    attribution = Attribution(order=order, kind=kind, value=order.value, currency=order.currency,
-                              placed_at=order.placed_at, touched_at=touched_at, attributed_at=timezone.now())
-    if message_id is not None:
-        attribution.message_id = message_id
-        attribution.source_type, attribution.source_id, attribution.channel = source
-    recovery = find_recovery(order)
-    if recovery is not None:
-        cart, abandoned_at, message = recovery
-        attribution.recovered_cart, attribution.cart_abandoned_at = cart, abandoned_at
-        attribution.recovery_message, attribution.recovery_source_id = message, message.source_id
-    return attribution
+def build_many(orders):
+    """The unsaved Attribution of each order (reads only, a fixed number of queries for the batch)."""
+    if not orders:
+        return []
+    touches = _touches(orders, max(click_window_hours(), view_window_hours()))
+    carted = [order for order in orders if order.cart is not None]
+    abandonments = _abandonments(carted) if carted else {}
+    messages = _recovery_messages(carted) if abandonments else {}
+    now = timezone.now()
+    rows = []
+    for order in orders:
+        kind, message_id, touched_at, source = pick_touch(order, touches.get(order.subscriber_id, []))
+        row = Attribution(order=order, kind=kind, value=order.value, currency=order.currency,
+                          placed_at=order.placed_at, touched_at=touched_at, attributed_at=now)
+        if message_id is not None:
+            row.message_id = message_id
+            row.source_type, row.source_id, row.channel = source
+        recovery = pick_recovery(order, abandonments, messages)
+        if recovery is not None:
+            row.recovered_cart, row.cart_abandoned_at, row.recovery_message_id, row.recovery_source_id = recovery
+        rows.append(row)
+    return rows
+
+
+def _unattributed():
+    return Order.objects.filter(~Exists(Attribution.objects.filter(order_id=OuterRef("pk"))))
+
+
+def _lock(orders):
+    """Lock the orders' rows, then leave out those attributed meanwhile: the check is a new statement, so it sees
+    a row another worker committed while this one waited (a condition in the locking query would not)."""
+    orders = list(orders.select_for_update(of=("self",)).select_related("cart"))
+    done = set(Attribution.objects.filter(order_id__in=[order.pk for order in orders])
+               .values_list("order_id", flat=True))
+    return [order for order in orders if order.pk not in done]
+
+
+def _save(rows):
+    from . import rollups
+
+    Attribution.objects.bulk_create(rows, batch_size=500)
+    rollups.add_conversions(rows)
 
 
 def attribute_order(order):
-    """Attribute one order (once): -> (attribution, created). A repeat or a race returns the existing row."""
-    from . import rollups
+    """Attribute one order (once): -> (attribution, created).
 
-    existing = Attribution.objects.filter(order_id=order.pk).first()
-    if existing is not None:
-        return existing, False
-    attribution = build(order)
-    try:
-        with transaction.atomic():
-            attribution.save(force_insert=True)
-            rollups.add_conversion(attribution)
-    except IntegrityError:
-        existing = Attribution.objects.filter(order_id=order.pk).first()
-        if existing is None:
-            raise
-        return existing, False
-    return attribution, True
+    The order's row is locked first — the sweep locks the orders it takes too (skipping those held) — so the
+    signal's task and the sweep never both write a row, and the rollup's conversion figures are added in the
+    transaction that writes the Attribution.
+    """
+    with transaction.atomic():
+        locked = _lock(Order.objects.filter(pk=order.pk))
+        if not locked:
+            return Attribution.objects.filter(order_id=order.pk).first(), False
+        [row] = build_many(locked)
+        _save([row])
+    return row, True
 
 
 def attribute_order_by_external_id(external_id):
-    order = Order.objects.select_related("cart").filter(external_id=str(external_id)).first()
+    order = Order.objects.filter(external_id=str(external_id)).first()
     if order is None:
         return None
     return attribute_order(order)[0]
 
 
-def unattributed_orders(limit):
-    """Orders without an Attribution row, oldest first (what the sweep attributes)."""
-    return Order.objects.filter(attribution__isnull=True).select_related("cart").order_by("placed_at", "pk")[:limit]
-
-
 def sweep(*, limit=1000):
-    """Attribute orders the signal path missed (a lost task, an import): -> the number attributed."""
-    count = 0
-    for order in unattributed_orders(limit):
-        count += attribute_order(order)[1]
-    return count
+    """Attribute a batch of orders without a row, oldest first (a lost task, an import): -> the number attributed.
 
-
+    Orders another worker holds are skipped (SKIP LOCKED); the next sweep finds them if still unattributed.
+    """
+    with transaction.atomic():
+        ids = list(_unattributed().select_for_update(of=("self",), skip_locked=True).order_by("placed_at", "pk")
+                   .values_list("pk", flat=True)[:limit])
+        rows = build_many(_lock(Order.objects.filter(pk__in=ids).order_by("placed_at", "pk")))
+        _save(rows)
+    return len(ids)
 def sweep_all(*, batch=1000):
     """Sweep until no order is left without a row: -> the number attributed."""
     total = 0

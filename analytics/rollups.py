@@ -224,15 +224,18 @@ def conversion_amounts(kind, value, currency, count=1):
     return {f"converted_{kind}": count, f"revenue_{kind}": revenue}
 
 
-def add_conversion(attribution):
-    """Add one attributed order to the daily rollup of its message's source (called in the Attribution's
-    transaction, so the order counts exactly when its row exists)."""
-    amounts = conversion_amounts(attribution.kind, attribution.value, attribution.currency)
-    if not amounts:
-        return
-    _advisory_lock(shared=True)
-    key = (local_day(attribution.placed_at), attribution.source_type, attribution.source_id, attribution.channel)
-    add_daily({key: amounts})
+def add_conversions(attributions):
+    """Add attributed orders to the daily rollups of their messages' sources (called in the transaction that
+    writes the Attribution rows, so an order counts exactly when its row exists)."""
+    rows = defaultdict(lambda: defaultdict(Decimal))
+    for attribution in attributions:
+        key = (local_day(attribution.placed_at), attribution.source_type, attribution.source_id,
+               attribution.channel)
+        for metric, amount in conversion_amounts(attribution.kind, attribution.value, attribution.currency).items():
+            rows[key][metric] += amount
+    if rows:
+        _advisory_lock(shared=True)
+        add_daily(rows)
 
 
 def _conversions_from_attributions():
