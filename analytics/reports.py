@@ -214,6 +214,22 @@ def _source_days(source, source_type, source_ids):
     return (min(key[0] for key in rows), max(key[0] for key in rows)) if rows else None
 
 
+# --- Messages -----------------------------------------------------------------------
+
+def message_revenue(message_ids):
+    """{message id: {"orders", "click", "view"}} for the given messages: the orders attributed to each and their
+    revenue by kind (one query; messages that earned nothing are left out)."""
+    earned = {}
+    for message_id, kind, order_currency, orders, value in (
+            Attribution.objects.filter(message_id__in=list(message_ids))
+            .values_list("message_id", "kind", "currency").annotate(n=Count("pk"), value=Sum("value")).order_by()):
+        figures = earned.setdefault(message_id, {"orders": 0, "click": Decimal("0"), "view": Decimal("0")})
+        figures["orders"] += orders
+        if counts_as_revenue(order_currency):
+            figures[kind] += value or Decimal("0")
+    return earned
+
+
 # --- Dashboard ----------------------------------------------------------------------
 
 def recovery(start, end, *, recovery_source_ids=None, abandoned=None):

@@ -120,6 +120,21 @@ def test_attributing_twice_keeps_one_row_and_counts_the_revenue_once():
     assert (day.converted_click, day.revenue_click) == (1, Decimal("80.00"))
 
 
+def test_revenue_per_message_sums_its_attributed_orders_by_kind():
+    from analytics.reports import message_revenue
+
+    layla = shopper()
+    message = sent(layla, ORDER_AT - timedelta(hours=3))
+    clicked(message, ORDER_AT - timedelta(hours=2))
+    attributed(order(layla, ORDER_AT, value="40.00"))
+    attributed(order(layla, ORDER_AT + timedelta(hours=1), value="60.00"))
+    attributed(order(layla, ORDER_AT + timedelta(hours=2), value="70.00", currency="USD"))
+    idle = sent(layla, ORDER_AT - timedelta(days=3), source_id="2:A")
+
+    assert message_revenue([message.pk, idle.pk]) == {
+        message.pk: {"orders": 3, "click": Decimal("100.00"), "view": Decimal("0")}}
+
+
 def test_an_order_in_another_currency_converts_but_adds_no_revenue():
     layla = shopper()
     message = sent(layla, ORDER_AT - timedelta(hours=1))
