@@ -438,3 +438,23 @@ def test_an_order_shipped_journey_links_to_the_carriers_tracking_page(on_commit)
               properties={"order_id": "o-9", "tracking_url": "https://track.example/o-9"})
 
     assert Message.objects.get(subscriber=buyer).content["body"] == "Track: https://track.example/o-9"
+
+
+def test_a_tick_past_its_time_budget_claims_no_more_and_leaves_the_rest_due_for_the_next(on_commit, monkeypatch):
+    template("cart")
+    made = journey({"start": "push", "steps": {
+        "push": {"type": "send", "template": "cart", "channels": ["inapp"], "next": "end"},
+        "end": {"type": "exit"}}}, goal_event="")
+    now = timezone.now()
+    Enrolment.objects.bulk_create([
+        Enrolment(journey=made, version=made.current_version, subscriber=make_subscriber(f"b-{n}"), step="push",
+                  next_run_at=now - timedelta(seconds=1), entered_at=now) for n in range(3)])
+    monkeypatch.setattr(tasks, "TICK_BUDGET_SECONDS", 0)
+
+    assert on_commit(tasks.tick) == 0
+    # Nothing claimed, so nothing waits out a lease: the next tick takes them at once.
+    assert Enrolment.objects.filter(journey=made, next_run_at__lte=timezone.now()).count() == 3
+
+    monkeypatch.setattr(tasks, "TICK_BUDGET_SECONDS", 200)
+    on_commit(tasks.tick)
+    assert Enrolment.objects.filter(journey=made, status="completed").count() == 3
