@@ -11,7 +11,9 @@ rows with their event history (what the outbox records), on the demo's own timel
 - the storefront's push prompts (shown, accepted by the shoppers who have a browser subscribed).
 
 Then the orders are attributed (analytics.attribution, which adds their conversions to the rollups) and the new
-message events rolled up (analytics.rollups), the same incremental path live traffic takes. Seeded, so every demo shows the same figures for the same store.
+message events rolled up (analytics.rollups), the same incremental path live traffic takes. The reachable
+subscribers per channel and day come from the consent history the demo store already has: the hourly
+`analytics.tasks.refresh_subscriber_daily` computes them (its first run, every day back to the first consent). Seeded, so every demo shows the same figures for the same store.
 """
 import random
 from datetime import timedelta
@@ -185,9 +187,9 @@ def write_journey(history, reachable, journey):
             if channel is None or at >= history.now or (bought_back and at >= placed - timedelta(minutes=5)):
                 continue
             sent.append(dict(subscriber_id=subscriber_id, channel=channel, source_type=JOURNEY_SOURCE_TYPE,
-                             source_id=f"{journey.pk}:{key}", occurrence=str(event_id), at=at, click_rate=0.08,
+                             source_id=f"{journey.pk}:{key}", occurrence=str(event_id), at=at, click_rate=0.04,
                              context={"cart_id": cart_id}))
-        if sent and bought_back and rng.random() < 0.75:
+        if sent and bought_back and rng.random() < 0.5:
             sent[-1]["clicked_at"] = placed - timedelta(minutes=rng.randrange(2, 30))
         for fields in sent:
             history.message(**fields)
@@ -237,7 +239,6 @@ def load_demo_history(*, seed=SEED, now=None, log=None):
         if done < 1000:
             break
     rollups.roll_up_all()
-    rollups.refresh_subscriber_daily()
     figures = {"messages": len(history.messages), "orders attributed": attributed,
                "click": Attribution.objects.filter(kind=AttributionKind.CLICK).count(),
                "view": Attribution.objects.filter(kind=AttributionKind.VIEW).count()}

@@ -84,7 +84,7 @@ def reader(client):
 
 @pytest.fixture
 def friday(run_now):
-    """A sent A/B campaign to four shoppers: one clicked variant A's SMS and then ordered 250 SAR."""
+    """A sent A/B campaign to four shoppers: one clicked their SMS and then ordered 250 SAR."""
     from analytics import attribution, rollups
     from campaigns import services
     from delivery import outbox
@@ -98,7 +98,7 @@ def friday(run_now):
     services.schedule_campaign(made)
     if not messages_of(made).exists():  # with a live server (e2e) the scheduling's after-commit run sent it
         run_now(made)
-    clicked = messages_of(made).filter(source_id=f"{made.pk}:A").order_by("pk").first()
+    clicked = messages_of(made).order_by("pk").first()  # whichever variant the shopper's bucket chose
     outbox.mark_clicked(code=clicked.code)
     subscriber_services.record_event(subscriber=clicked.subscriber, name="order_placed",
                                      properties={"order_id": "o-1", "value": "250.00", "currency": "SAR"})
@@ -233,7 +233,7 @@ def test_the_campaign_report_shows_the_funnel_variants_and_channels(reader, frid
                       ["Clicked", "1"], ["Converted", "1"]]
     variants = read_csv(reader.get(f"/app/campaigns/{friday.pk}/report/?format=csv&table=variants"))
     assert [row[0] for row in variants] == ["Variant", "A", "B"]
-    assert variants[0][-1] == "Result" and variants[1][-1] == variants[2][-1] == ""  # 1 click of 2: no winner
+    assert variants[0][-1] == "Result" and variants[1][-1] == variants[2][-1] == ""  # one click: no winner
 
 
 def test_a_winner_is_named_only_when_the_report_says_it_is_significant():
