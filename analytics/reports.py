@@ -56,17 +56,27 @@ def _empty(dims, key):
     return row
 
 
+def _sources_and_days(rows, *, days, source_type, source_ids, day="day", prefix=""):
+    """Rows narrowed to a window of days (first, last) and to a source type and ids, when given."""
+    if days:
+        if day == "day":
+            rows = rows.filter(day__gte=days[0], day__lte=days[1])
+        else:  # a moment: the window's whole store-timezone days
+            rows = rows.filter(**{f"{day}__gte": day_start(days[0]),
+                                  f"{day}__lt": day_start(days[1] + timedelta(days=1))})
+    if source_type:
+        rows = rows.filter(**{f"{prefix}source_type": source_type})
+    if source_ids is not None:
+        rows = rows.filter(**{f"{prefix}source_id__in": list(source_ids)})
+    return rows
+
+
 class RollupFigures:
     """Figures read from DailyRollup / ReasonRollup / SubscriberDaily."""
 
     def daily(self, dims, *, days=None, source_type=None, source_ids=None):
-        rows = DailyRollup.objects.all()
-        if days:
-            rows = rows.filter(day__gte=days[0], day__lte=days[1])
-        if source_type:
-            rows = rows.filter(source_type=source_type)
-        if source_ids is not None:
-            rows = rows.filter(source_id__in=list(source_ids))
+        rows = _sources_and_days(DailyRollup.objects.all(), days=days, source_type=source_type,
+                                 source_ids=source_ids)
         sums = {metric: Sum(metric) for metric in ROLLUP_METRICS}
         result = {}
         for row in (rows.values(*dims).annotate(**sums).order_by() if dims else [rows.aggregate(**sums)]):
@@ -77,13 +87,8 @@ class RollupFigures:
         return result
 
     def reasons(self, dims, *, outcome, days=None, source_type=None, source_ids=None):
-        rows = ReasonRollup.objects.filter(outcome=outcome)
-        if days:
-            rows = rows.filter(day__gte=days[0], day__lte=days[1])
-        if source_type:
-            rows = rows.filter(source_type=source_type)
-        if source_ids is not None:
-            rows = rows.filter(source_id__in=list(source_ids))
+        rows = _sources_and_days(ReasonRollup.objects.filter(outcome=outcome), days=days, source_type=source_type,
+                                 source_ids=source_ids)
         return {tuple(row[dim] for dim in dims): row["n"]
                 for row in rows.values(*dims).annotate(n=Sum("count")).order_by()}
 
@@ -113,14 +118,8 @@ class RawFigures:
         return MessageEvent.objects.filter(kind__in=list(KIND_METRICS)).filter(~Exists(earlier))
 
     def _events(self, dims, *, days, source_type, source_ids):
-        events = self.first_events()
-        if days:
-            low, high = day_start(days[0]), day_start(days[1] + timedelta(days=1))
-            events = events.filter(occurred_at__gte=low, occurred_at__lt=high)
-        if source_type:
-            events = events.filter(message__source_type=source_type)
-        if source_ids is not None:
-            events = events.filter(message__source_id__in=list(source_ids))
+        events = _sources_and_days(self.first_events(), days=days, source_type=source_type, source_ids=source_ids,
+                                   day="occurred_at", prefix="message__")
         names = {dim: (TruncDate("occurred_at", tzinfo=store_timezone()) if dim == "day" else
                        F(self.DIMENSIONS[dim])) for dim in dims}
         return events.annotate(**{f"d_{dim}": expression for dim, expression in names.items()})
@@ -133,14 +132,9 @@ class RawFigures:
             key = tuple(row[field] for field in fields)
             figures = result.setdefault(key, _empty(dims, key))
             figures[KIND_METRICS[row["kind"]]] += row["n"]
-        attributions = Attribution.objects.filter(kind__in=[AttributionKind.CLICK, AttributionKind.VIEW])
-        if days:
-            attributions = attributions.filter(placed_at__gte=day_start(days[0]),
-                                               placed_at__lt=day_start(days[1] + timedelta(days=1)))
-        if source_type:
-            attributions = attributions.filter(source_type=source_type)
-        if source_ids is not None:
-            attributions = attributions.filter(source_id__in=list(source_ids))
+        attributions = _sources_and_days(
+            Attribution.objects.filter(kind__in=[AttributionKind.CLICK, AttributionKind.VIEW]), days=days,
+            source_type=source_type, source_ids=source_ids, day="placed_at")
         if "day" in dims:
             attributions = attributions.annotate(d_day=TruncDate("placed_at", tzinfo=store_timezone()))
         plain = [dim for dim in dims if dim != "day"]
