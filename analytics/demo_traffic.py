@@ -62,8 +62,9 @@ class History:
         self.messages, self.events = [], []
 
     def message(self, *, subscriber_id, channel, source_type, source_id, occurrence, at, click_rate=0.0,
-                clicked_at=None, context=None):
-        """One message queued at `at` and what happened to it; clicked at `clicked_at` when given."""
+                clicked_at=None, displayed_at=None, context=None):
+        """One message queued at `at` and what happened to it; clicked at `clicked_at` (a push displayed at
+        `displayed_at`) when given."""
         rng = self.rng
         message = Message(
             idempotency_key=idempotency_key_for(source_type=source_type, source_id=source_id,
@@ -72,20 +73,20 @@ class History:
             source_id=source_id, occurrence=occurrence, context=context or {}, queued_at=at, send_at=at)
         events = [(MessageEventKind.QUEUED, at, {})]
         roll = rng.random()
-        if clicked_at is None and roll < 0.03:
+        if clicked_at is None and displayed_at is None and roll < 0.03:
             message.status, message.status_reason = MessageStatus.SUPPRESSED, rng.choice(SUPPRESSIONS)
             events.append((MessageEventKind.SUPPRESSED, at, {"reason": message.status_reason}))
-        elif clicked_at is None and roll < 0.07:
+        elif clicked_at is None and displayed_at is None and roll < 0.07:
             message.status, message.status_reason = MessageStatus.FAILED, FAILURES[channel]
             message.failed_at = at + timedelta(seconds=rng.randrange(2, 90))
             events.append((MessageEventKind.FAILED, message.failed_at, {"reason": message.status_reason}))
         else:
-            self._delivered(message, events, at, click_rate, clicked_at)
+            self._delivered(message, events, at, click_rate, clicked_at, displayed_at)
         self.messages.append(message)
         self.events.append(events)
         return message
 
-    def _delivered(self, message, events, at, click_rate, clicked_at):
+    def _delivered(self, message, events, at, click_rate, clicked_at, displayed_at):
         rng = self.rng
         message.status = MessageStatus.DELIVERED
         message.sent_at = at + timedelta(seconds=rng.randrange(1, 600))
@@ -95,8 +96,10 @@ class History:
             clicked_at = message.delivered_at + timedelta(minutes=rng.randrange(1, 240))
         if clicked_at is not None:
             clicked_at = max(clicked_at, message.delivered_at + timedelta(seconds=30))
-        if message.channel == DeliveryChannel.PUSH and (clicked_at or rng.random() < 0.7):
-            message.displayed_at = message.delivered_at + timedelta(seconds=rng.randrange(1, 20))
+        if message.channel == DeliveryChannel.PUSH and (clicked_at or displayed_at or rng.random() < 0.7):
+            # A push reaches a phone that was off when the phone comes back on: displayed hours later.
+            message.displayed_at = max(displayed_at or message.delivered_at + timedelta(seconds=rng.randrange(1, 20)),
+                                       message.delivered_at + timedelta(seconds=1))
             events.append((MessageEventKind.DISPLAYED, message.displayed_at, {}))
         if clicked_at is not None and clicked_at < self.now:
             message.clicked_at = clicked_at
@@ -145,11 +148,13 @@ def write_campaigns(history, reachable, template):
                 held.append(HoldoutMember(campaign=campaign, occurrence="", subscriber_id=subscriber_id, added_at=at))
                 continue
             label = labels[index % len(labels)]
-            placed = buyers.get(subscriber_id)
-            clicked_at = placed - timedelta(minutes=rng.randrange(3, 40)) if placed and rng.random() < 0.6 else None
+            placed, roll = buyers.get(subscriber_id), rng.random()
+            # Buyers clicked shortly before ordering, or (a push) saw it within the view window, or neither.
+            clicked_at = placed - timedelta(minutes=rng.randrange(3, 40)) if placed and roll < 0.55 else None
+            seen_at = placed - timedelta(minutes=rng.randrange(5, 50)) if placed and 0.55 <= roll < 0.8 else None
             history.message(subscriber_id=subscriber_id, channel=reachable[subscriber_id],
                             source_type=CAMPAIGN_SOURCE_TYPE, source_id=f"{campaign.pk}:{label}", occurrence="",
-                            at=at, click_rate=rates[label], clicked_at=clicked_at)
+                            at=at, click_rate=rates[label], clicked_at=clicked_at, displayed_at=seen_at)
         HoldoutMember.objects.bulk_create(held)
 
 

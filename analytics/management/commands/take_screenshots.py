@@ -19,6 +19,7 @@ from django.urls import NoReverseMatch, reverse
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 LANGUAGES = ("en", "ar")
+FULL_PAGES = {"dashboard", "campaign-report", "journey-report"}
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -104,7 +105,8 @@ class Command(BaseCommand):
                     page.wait_for_function("[...document.querySelectorAll('canvas[data-chart]')]"
                                            ".every(canvas => canvas.dataset.drawn === 'true')")
                     target = output / f"{name}-{language}.png"
-                    page.screenshot(path=str(target), full_page=True)
+                    # The reports whole; pages with long lists (a shopper's timeline) as the first screen.
+                    page.screenshot(path=str(target), full_page=name in FULL_PAGES)
                     written.append(target)
                 context.close()
             browser.close()
