@@ -144,7 +144,8 @@ def write_campaigns(history, reachable, template):
         audience = sorted(buyers) + rng.sample(others, min(len(others), AUDIENCE - len(buyers)))
         labels, held = list(rates), []
         for index, subscriber_id in enumerate(audience):
-            if rng.random() * 100 < holdout_percent:
+            # The buyers are the campaign's effect, so the hold-out is drawn from the others.
+            if subscriber_id not in buyers and rng.random() * 100 < holdout_percent:
                 held.append(HoldoutMember(campaign=campaign, occurrence="", subscriber_id=subscriber_id, added_at=at))
                 continue
             label = labels[index % len(labels)]
