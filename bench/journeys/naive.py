@@ -18,6 +18,8 @@ def advance_one(enrolment_id):
 
 
 def schedule_all(enrolment_ids, eta):
-    """Publish one countdown task per enrolment (what the naive design does as each shopper starts a wait)."""
-    for pk in enrolment_ids:
-        advance_one.apply_async((pk,), eta=eta)
+    """Publish one countdown task per enrolment (what the naive design does as each shopper starts a wait),
+    through one producer connection."""
+    with advance_one.app.producer_or_acquire() as producer:
+        for pk in enrolment_ids:
+            advance_one.apply_async((pk,), eta=eta, producer=producer)

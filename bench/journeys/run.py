@@ -378,9 +378,11 @@ def first_step_figures(journey):
 
 
 def run_idle_events(options, journeys, shoppers):
-    """Phase 2 on a quiet machine: only the `send` worker, events a second apart."""
+    """Phase 2 on a quiet machine: only the `send` worker, on empty queues (phase 1's sends are dropped from the
+    broker; their rows stay queued), events a second apart."""
     from django.db import connections
 
+    broker().flushdb()
     connections.close_all()
     send = start_worker("send", "send", 1)
     try:
@@ -405,7 +407,7 @@ def run_naive(options, journeys):
     broker().flushdb()
     memory_empty = broker_memory_mb()
     due = timezone.now() + timedelta(seconds=options.naive_lead)
-    ids = write_waiting_enrolments(cart_journey, options.enrolments, due)
+    ids = write_waiting_enrolments(cart_journey, options.naive_enrolments, due)
     connections.close_all()
     log(f"naive: publishing {len(ids):,} tasks with eta = due")
     started = time.monotonic()
@@ -425,7 +427,7 @@ def run_naive(options, journeys):
         time.sleep(max(0, wait))
         load = LoadSampler()
         load.start()
-        done_at, count = wait_until_queued(cart_journey, options.enrolments, options.naive_timeout)
+        done_at, count = wait_until_queued(cart_journey, options.naive_enrolments, options.naive_timeout)
         waited = time.time() - due.timestamp()
         loads = load.finish()
         cpu = sum(process_cpu(pid) - cpu_before[pid] for pid in pids)
@@ -433,7 +435,7 @@ def run_naive(options, journeys):
     finally:
         stop(worker)
     result = {
-        "enrolments": options.enrolments, "queued": count, "workers": options.workers, "publish_s": publish_s,
+        "enrolments": options.naive_enrolments, "queued": count, "workers": options.workers, "publish_s": publish_s,
         "late_by_s": max(0.0, -wait), "due_to_last_queued_s": done_at - due.timestamp() if done_at else None,
         "waited_s": waited, "worker_cpu_s": cpu, "worker_cpu_us_per_enrolment": cpu / max(1, count) * 1e6,
         "broker_memory_empty_mb": memory_empty, "broker_memory_published_mb": memory_published,
@@ -456,10 +458,16 @@ def main():
     parser.add_argument("--event-samples", type=int, default=20)
     parser.add_argument("--timeout", type=int, default=900)
     parser.add_argument("--naive-timeout", type=int, default=1800)
+    parser.add_argument("--naive-enrolments", type=int,
+                        help="enrolments for the naive design (default: --enrolments; fewer when time is short, the "
+                             "section then scales its figures to --enrolments, per task)")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-product", action="store_true",
+                        help="only the naive design; the section keeps the product figures of the last results file")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--json", type=Path)
     options = parser.parse_args()
+    options.naive_enrolments = options.naive_enrolments or options.enrolments
     # Stopped with SIGTERM (a timeout): stop the workers and beat on the way out too.
     signal.signal(signal.SIGTERM, lambda *_args: sys.exit(143))
 
@@ -484,13 +492,18 @@ def main():
         if prepare_shoppers(options.enrolments):
             log(f"stored {options.enrolments:,} shoppers with a cart in {time.perf_counter() - started:.0f} s")
         journeys = prepare_journeys()
-        report["product"], idle_shoppers = run_product(options, journeys, Path(folder))
-        report["events_idle"] = run_idle_events(options, journeys, idle_shoppers)
+        path = RESULTS / f"journeys-{options.enrolments}.json"
+        if options.skip_product:
+            earlier = json.loads(path.read_text())
+            report.update({key: earlier[key] for key in ("machine", "load_average_before", "product", "events_idle")})
+            report["naive_date"] = machine()["date"]
+        else:
+            report["product"], idle_shoppers = run_product(options, journeys, Path(folder))
+            report["events_idle"] = run_idle_events(options, journeys, idle_shoppers)
         if not options.skip_naive:
             report["naive"] = run_naive(options, journeys)
     report["load_average_after"] = os.getloadavg()[0]
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"journeys-{options.enrolments}.json"
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     if options.json:
         options.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
