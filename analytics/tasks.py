@@ -34,7 +34,7 @@ def roll_up():
 @shared_task(name="analytics.tasks.refresh_subscriber_daily", time_limit=600, soft_time_limit=540)
 def refresh_subscriber_daily():
     """celery-beat, hourly: subscribers reachable per channel, today and the days not computed yet."""
-    return len(rollups.refresh_subscriber_daily())
+    return rollups.refresh_subscriber_daily()
 
 
 @shared_task(name="analytics.tasks.train_predictions", time_limit=3 * 3600, soft_time_limit=3 * 3600 - 120)

@@ -167,3 +167,22 @@ def test_subscribers_per_channel_equal_the_consent_history_day_by_day(history):
     by_day = rollups.reachable_by_day(first, last)
 
     assert by_day == {day: rollups.reachable_on(day) for day in rollups.days_between(first, last)}
+
+
+def test_the_periodic_tasks_roll_up_attribute_and_refresh_through_celery():
+    from analytics import tasks
+    from analytics.models import Attribution, SubscriberDaily
+
+    campaign = busy_campaign(4)
+    buyer = traffic.shopper()
+    message = traffic.sent(buyer, START, source_id=f"{campaign.pk}:A", occurrence="t")
+    traffic.clicked(message, START + timedelta(minutes=5))
+    made = traffic.order(buyer, START + timedelta(hours=1))
+
+    assert tasks.sweep_attributions.delay().get() == 1
+    assert tasks.roll_up.delay().get() == MessageEvent.objects.count()
+    assert tasks.refresh_subscriber_daily.delay().get() >= 1
+    assert tasks.refresh_lifts.delay().get() == 0  # no hold-out anywhere
+
+    assert Attribution.objects.get(order=made).kind == "click" and SubscriberDaily.objects.exists()
+    assert reports.campaign_report(campaign) == reports.raw_campaign_report(campaign)
