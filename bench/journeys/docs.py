@@ -65,7 +65,7 @@ def render(report):
         "|---|---|---:|---:|---:|",
         f"| **Tanbih**: rows with `next_run_at`, beat's tick, {product['workers']} worker processes "
         f"| {_queued_after(product)} | {product['worker_cpu_us_per_enrolment'] / 1000:.2f} ms "
-        f"| {product['broker_memory_waiting_mb']:.1f} MB (an empty broker) "
+        f"| nothing: the waits are rows (Redis's whole `used_memory` was {product['broker_memory_waiting_mb']:.1f} MB) "
         f"| {product['peak_rss_mb_per_worker']:.0f} MB |",
     ]
     if naive:
@@ -86,7 +86,7 @@ def render(report):
             f"| {_queued_after(naive)}{scaled}"
             f"{f' (counted from the due moment; publishing took {late:.0f} s longer than planned, so the worker started that late)' if late else ''}"
             f" | {naive['worker_cpu_us_per_enrolment'] / 1000:.2f} ms "
-            f"| {held:.1f} MB more than empty "
+            f"| +{held:.1f} MB of Redis `used_memory` over before publishing "
             + (f"| {naive['worker_main_rss_mb_holding']:.0f} MB (the worker's main process; the tasks were already "
                f"due when it started, so it held none) |" if late else
                f"| {naive['worker_main_rss_mb_holding']:.0f} MB (the worker's main process, holding every ETA "
