@@ -6,6 +6,7 @@ spreadsheet can compute with them. Keeping both on one definition means a column
 its export too.
 """
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -16,6 +17,7 @@ from . import formats
 
 COUNT, RATE, MONEY, DAY, TEXT, CHANNEL, WINNER = "count", "rate", "money", "day", "text", "channel", "winner"
 NUMERIC_KINDS = {COUNT, RATE, MONEY}
+CENTS = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,9 @@ def export_value(column, value):
         return value.isoformat()
     if column.kind == WINNER:
         return "yes" if value else ""
+    if column.kind == MONEY:
+        # Two places whatever the database kept (SQLite's sums lose the scale: 250 for 250.00).
+        return Decimal(value).quantize(CENTS)
     return value
 
 
