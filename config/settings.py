@@ -177,8 +177,11 @@ CELERY_TASK_ROUTES = {
     "delivery.tasks.dispatch_due": {"queue": "schedule"},
     # A campaign's launch writes its whole audience: on the bulk queue, never in the way of the ticks.
     "campaigns.tasks.*": {"queue": "bulk"},
-    # A journey's reaction to an event (its first step) is as urgent as a transactional send.
-    "journeys.tasks.handle_event": {"queue": "send"},
+    # Reactions to one shopper's event (a journey's first step, a goal, lost consent, an order's attribution) have
+    # a queue and a worker of their own: a backlog of sends or of journey ticks never delays them.
+    "journeys.tasks.handle_event": {"queue": "events"},
+    "journeys.tasks.consent_revoked": {"queue": "events"},
+    "analytics.tasks.attribute_order_event": {"queue": "events"},
     "journeys.tasks.*": {"queue": "schedule"},
     "analytics.tasks.*": {"queue": "schedule"},
 }

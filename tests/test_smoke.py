@@ -1,4 +1,4 @@
-"""The commands behind `make run`: the admin user, and web + worker + beat under one supervisor."""
+"""The commands behind `make run`: the admin user, and web + workers + beat under one supervisor."""
 import os
 import signal
 import socket
@@ -137,7 +137,7 @@ def running(migrated_dir):
         cwd=ROOT, env=_default_env(migrated_dir), stdout=log, stderr=subprocess.STDOUT,
     )
     try:
-        came_up = _wait(lambda: process.poll() is None and len(_children(process.pid)) == 3
+        came_up = _wait(lambda: process.poll() is None and len(_children(process.pid)) == 4
                         and _answers(port, "/admin/login/"), 90)
         assert came_up, (migrated_dir / f"run-{port}.log").read_text()[-3000:]
         yield process, port, _children(process.pid)
@@ -160,6 +160,15 @@ def test_run_tanbih_serves_http_and_stops_web_worker_and_beat_on_sigterm(running
 
     assert process.wait(60) == 0
     assert _wait(lambda: not any(_alive(pid) for pid in children), 30)
+
+
+def test_run_tanbih_runs_a_worker_of_its_own_on_the_events_queue(running):
+    _process, _port, children = running
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in children]
+    queues = [command[command.index(b"--queues") + 1].decode().split(",")
+              for command in commands if b"--queues" in command]
+
+    assert sorted(map(tuple, queues)) == [("default", "ingest", "send", "bulk", "schedule"), ("events",)]
 
 
 def test_run_tanbih_stops_everything_and_fails_when_one_of_its_processes_dies(running):

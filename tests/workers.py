@@ -16,7 +16,7 @@ from django.conf import settings
 
 BASE_DIR = Path(settings.BASE_DIR)
 # The queues a test's workers read, and the Redis transport's bookkeeping of unacknowledged tasks.
-QUEUES = ("bulk", "send", "schedule", "unacked", "unacked_index", "unacked_mutex")
+QUEUES = ("bulk", "send", "schedule", "events", "unacked", "unacked_index", "unacked_mutex")
 
 
 def wait_for(condition, what, timeout=180):

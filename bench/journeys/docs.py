@@ -114,13 +114,13 @@ def render(report):
         "",
         f"**An event-triggered first step**: `back_in_stock` events stored through "
         f"`subscribers.services.record_event` (the ingest path: `event_recorded` → `journeys.tasks.handle_event` on "
-        f"the `send` queue, one worker process) for a journey whose first step sends an in-app message; from the "
+        f"the `events` queue, one worker process of its own) for a journey whose first step sends an in-app message; from the "
         f"call to the message row queued. Target: within one tick + {EVENT_SLACK_SECONDS} s "
         f"({tick + EVENT_SLACK_SECONDS} s).",
         "",
         "| when | events | p50 | p95 | max (of those queued) | not queued within 60 s |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| idle (only the `send` worker running) {_latency(idle)}",
+        f"| idle (only the `events` worker running) {_latency(idle)}",
         f"| during the {_n(product['enrolments'])}-enrolment backlog above {_latency(busy)}",
     ]
     limit = tick + EVENT_SLACK_SECONDS
@@ -134,11 +134,9 @@ def render(report):
         "",
         f"Idle: {verdict(idle)} — the first step does not wait for the tick: `handle_event` enrols the shopper and "
         f"runs the steps up to the first wait at once. During the backlog: {verdict(busy)}."
-        + (" The cause: `handle_event` is routed to the `send` queue, and the backlog's messages are handed to the "
-           "same queue in send tasks of 500; the one worker process on that queue takes tasks in arrival order, so "
-           "an event that comes after many such tasks waits for them (the events that came before they piled up "
-           "were answered within a couple of seconds). A queue of its own for `journeys.tasks.handle_event`, "
-           "with its own worker process, would keep it out of their way." if busy.get("missed") else ""),
+        + (" `handle_event` has the `events` queue and its worker process to itself, so no send task or tick of the "
+           "backlog is in front of it: what delayed these events is the CPU and the PostgreSQL they share with "
+           "the backlog's workers." if busy.get("missed") else ""),
         "",
         "What keeps the tick fast (found by profiling this benchmark with cProfile, one tick in one process):",
         "",

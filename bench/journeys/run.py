@@ -12,7 +12,7 @@ On PostgreSQL and Redis, with real Celery worker processes and celery-beat:
      broker's memory (Redis INFO used_memory) while the enrolments wait;
   2. an event-triggered first step: `back_in_stock` events stored through
      subscribers.services.record_event (the ingest path: event_recorded signal ->
-     journeys.tasks.handle_event on the `send` queue, one worker process), from
+     journeys.tasks.handle_event on the `events` queue, one worker process), from
      the call to the first step's message row queued; sampled during phase 1's
      backlog and again on an idle machine;
   3. the naive design in the same run (bench/journeys/naive.py): one Celery task
@@ -323,10 +323,12 @@ def run_product(options, journeys, folder):
     connections.close_all()
     schedule = start_worker("schedule", "schedule", options.workers)
     send = start_worker("send", "send", 1)
+    events = start_worker("events", "events", 1)
     beat = start_beat(folder)
     try:
         pids = pool_pids(schedule, options.workers)
         pool_pids(send, 1)
+        pool_pids(events, 1)
         # Due shortly after the rows are written, as a minute's worth of waits ending at once.
         due = timezone.now() + timedelta(seconds=options.lead)
         write_waiting_enrolments(cart_journey, options.enrolments, due)
@@ -353,7 +355,7 @@ def run_product(options, journeys, folder):
         cpu = sum(process_cpu(pid) - cpu_before[pid] for pid in pids)
         rss = max(peak_rss_mb(pid) for pid in pids[1:])
     finally:
-        stop(beat, schedule, send)
+        stop(beat, schedule, send, events)
     first = first_step_figures(cart_journey)
     result = {
         "enrolments": options.enrolments, "queued": count, "workers": options.workers,
@@ -378,18 +380,18 @@ def first_step_figures(journey):
 
 
 def run_idle_events(options, journeys, shoppers):
-    """Phase 2 on a quiet machine: only the `send` worker, on empty queues (phase 1's sends are dropped from the
+    """Phase 2 on a quiet machine: only the `events` worker, on empty queues (phase 1's sends are dropped from the
     broker; their rows stay queued), events a second apart."""
     from django.db import connections
 
     broker().flushdb()
     connections.close_all()
-    send = start_worker("send", "send", 1)
+    events = start_worker("events", "events", 1)
     try:
-        pool_pids(send, 1)
+        pool_pids(events, 1)
         latencies = sample_events(journeys["back_in_stock"], shoppers, 1.0)
     finally:
-        stop(send)
+        stop(events)
     result = summary(latencies)
     log(f"  idle events: {json.dumps(result)}")
     return result

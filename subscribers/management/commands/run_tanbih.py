@@ -1,4 +1,4 @@
-"""Run Tanbih in one command: the web server, a Celery worker and celery-beat.
+"""Run Tanbih in one command: the web server, two Celery workers and celery-beat.
 
 The three run as child processes, each in its own process group, with their
 output prefixed by their name. Ctrl-C or SIGTERM stops all of them; when any of
@@ -18,6 +18,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 QUEUES = ("default", "ingest", "send", "bulk", "schedule")
+# The reactions to a shopper's event (CELERY_TASK_ROUTES) get a worker process of their own: the main worker's
+# processes can spend minutes on a backlog of journey ticks or sends, and an event must not queue behind them.
+EVENT_QUEUES = ("events",)
+EVENT_CONCURRENCY = 1
 STOP_GRACE_SECONDS = 20
 PR_SET_PDEATHSIG = 1
 
@@ -62,11 +66,11 @@ def web_command(host, port, workers):
     ]
 
 
-def worker_command(concurrency):
+def worker_command(concurrency, queues=QUEUES, name="tanbih"):
     return [
         sys.executable, "-m", "celery", "-A", "config", "worker",
-        "--queues", ",".join(QUEUES), "--concurrency", str(concurrency),
-        "--hostname", "tanbih@%h", "--loglevel", "INFO",
+        "--queues", ",".join(queues), "--concurrency", str(concurrency),
+        "--hostname", f"{name}@%h", "--loglevel", "INFO",
         # One worker on one machine: nothing to synchronise with at start.
         "--without-mingle", "--without-gossip",
     ]
@@ -171,7 +175,7 @@ class Child:
 
 
 class Command(BaseCommand):
-    help = "Start the web server, a Celery worker (all queues) and celery-beat together."
+    help = "Start the web server, a Celery worker (all queues but events), one for events and celery-beat together."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
@@ -196,6 +200,7 @@ class Command(BaseCommand):
         children = [
             Child("web", web_command(host, port, web_workers), sys.stdout),
             Child("worker", worker_command(concurrency), sys.stdout),
+            Child("events", worker_command(EVENT_CONCURRENCY, EVENT_QUEUES, "events"), sys.stdout),
             Child("beat", beat_command(), sys.stdout),
         ]
         lock = threading.Lock()
@@ -261,5 +266,6 @@ class Command(BaseCommand):
         self.stdout.write(f"  Sandbox inbox (what would have been sent): {base}/sandbox/inbox/")
         if self.demo_store:
             self.stdout.write(f"  Demo storefront (the JS SDK at work): {base}/demo/store/  ·  {base}/demo/store/ar/")
-        self.stdout.write(f"  Database: {database}; broker: {broker}; worker queues: {', '.join(QUEUES)}")
-        self.stdout.write("  Press Ctrl-C to stop the web server, the worker and beat.\n")
+        self.stdout.write(f"  Database: {database}; broker: {broker}; worker queues: {', '.join(QUEUES)}; "
+                          f"events worker: {', '.join(EVENT_QUEUES)}")
+        self.stdout.write("  Press Ctrl-C to stop the web server, the workers and beat.\n")
