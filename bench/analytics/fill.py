@@ -107,6 +107,7 @@ def attribute_rest():
 def roll_up_everything(daily="analytics_dailyrollup", reasons="analytics_reasonrollup"):
     """The rollups from scratch: every event, the attributed orders, subscribers per channel (product code)."""
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '256MB'")  # one hash of the messages, not dozens of batches on disk
         cursor.execute(f"DELETE FROM {daily}")
         cursor.execute(f"DELETE FROM {reasons}")
         cursor.execute(DAILY_SQL.format(table=daily), _params())
