@@ -13,3 +13,17 @@ def _eager_tasks_by_default(request, settings, tmp_path):
     app.conf.task_eager_propagates = True
     yield
     app.conf.task_always_eager = previous
+
+
+@pytest.fixture
+def concurrent_writers():
+    """For tests that race writers in threads: PostgreSQL only.
+
+    The SQLite test database lives in shared memory, where writers lock whole tables across threads, so
+    the races these tests guard against are PostgreSQL's (CI's and production's). The file-backed SQLite of
+    `make run` waits on its lock instead.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("concurrent writers need the PostgreSQL test database")

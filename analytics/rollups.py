@@ -284,10 +284,18 @@ def consent_deltas(low, high):
     reachable on the channel (a grant after a revocation, or the first grant: +1; a revocation: -1)."""
     sql = CONSENT_DELTAS_SQL.format(table=ConsentChange._meta.db_table)
     granted = str(ConsentStatus.GRANTED)
+    # A raw cursor gets no field conversion: SQLite stores naive UTC text, so bounds go in and times come out
+    # through the backend's own datetime adaptation.
+    bounds = [connection.ops.adapt_datetimefield_value(moment) for moment in (low, high)]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [granted, granted, low, high])
+        cursor.execute(sql, [granted, granted, *bounds])
         rows = cursor.fetchall()
-    return [(channel, at if isinstance(at, datetime) else parse_datetime(at), delta) for channel, at, delta in rows]
+    return [(channel, _aware(at), delta) for channel, at, delta in rows]
+
+
+def _aware(at):
+    moment = at if isinstance(at, datetime) else parse_datetime(at)
+    return timezone.make_aware(moment, dt_timezone.utc) if timezone.is_naive(moment) else moment
 
 
 def reachable_by_day(first, last):

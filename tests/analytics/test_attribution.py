@@ -177,7 +177,7 @@ def test_an_order_through_the_api_is_attributed_by_the_signal_and_its_task(djang
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_signal_task_and_sweeps_racing_write_one_row_per_order_and_count_it_once():
+def test_the_signal_task_and_sweeps_racing_write_one_row_per_order_and_count_it_once(concurrent_writers):
     import threading
 
     from django.db import connection

@@ -122,7 +122,7 @@ def test_rebuilding_the_rollups_gives_the_same_figures():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_workers_roll_up_every_event_exactly_once():
+def test_concurrent_workers_roll_up_every_event_exactly_once(concurrent_writers):
     campaign = busy_campaign(40)
     errors = []
 

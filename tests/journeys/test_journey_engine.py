@@ -365,7 +365,7 @@ def test_events_no_journey_cares_about_enqueue_nothing(on_commit, monkeypatch):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_two_workers_ticking_at_once_run_each_due_step_exactly_once(sandbox):
+def test_two_workers_ticking_at_once_run_each_due_step_exactly_once(sandbox, concurrent_writers):
     """Two ticks racing over 200 enrolments due at a send step (SKIP LOCKED claims, separate connections)."""
     import threading
 

@@ -188,16 +188,9 @@ def test_lifecycle_stages_follow_time_and_order_count(shopper, settings):
     assert shopper.lifecycle_stage == LifecycleStage.LAPSED
 
 
-def test_concurrent_snapshots_of_one_new_cart_both_apply_without_an_error(shopper):
+def test_concurrent_snapshots_of_one_new_cart_both_apply_without_an_error(shopper, concurrent_writers):
     import threading
 
-    from django.db import connection
-
-    if connection.vendor != "postgresql":
-        # The SQLite test database lives in shared memory, where writers lock whole tables
-        # across threads; the race this guards against is PostgreSQL's (and the file-backed
-        # SQLite of `make run` waits on its lock instead).
-        pytest.skip("concurrent writers need the PostgreSQL test database")
     errors, barrier = [], threading.Barrier(4)
 
     def send(n):
