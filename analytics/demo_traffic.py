@@ -12,8 +12,9 @@ rows with their event history (what the outbox records), on the demo's own timel
 
 Then the orders are attributed (analytics.attribution, which adds their conversions to the rollups) and the new
 message events rolled up (analytics.rollups), the same incremental path live traffic takes. The reachable
-subscribers per channel and day come from the consent history the demo store already has: the hourly
-`analytics.tasks.refresh_subscriber_daily` computes them (its first run, every day back to the first consent). Seeded, so every demo shows the same figures for the same store.
+subscribers per channel and day come from the consent history the demo store already has
+(`rollups.refresh_subscriber_daily`, the hourly task's work: every day back to the first consent). Seeded, so
+every demo shows the same figures for the same store.
 """
 import random
 from datetime import timedelta
@@ -245,7 +246,8 @@ def load_demo_history(*, seed=SEED, now=None, log=None):
         if done < 1000:
             break
     rollups.roll_up_all()
-    figures = {"messages": len(history.messages), "orders attributed": attributed,
+    days = rollups.refresh_subscriber_daily(now=now)
+    figures = {"messages": len(history.messages), "orders attributed": attributed, "days of subscribers": days,
                "click": Attribution.objects.filter(kind=AttributionKind.CLICK).count(),
                "view": Attribution.objects.filter(kind=AttributionKind.VIEW).count()}
     if log:
