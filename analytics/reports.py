@@ -393,14 +393,16 @@ def raw_campaign_report(campaign):
 # --- Journeys -----------------------------------------------------------------------
 
 def journey_steps(journey):
-    """{step key: label} of every version, the current version's last (its labels win)."""
-    from journeys.builder import summary
+    """{step key: label} of every version's send steps in flow order: the newest version's first (its labels
+    win), then steps only older versions had."""
+    from journeys.builder import flow_order, summary
 
     steps = {}
-    versions = list(journey.versions.order_by("number"))
-    for version in versions:
-        for key, step in ((version.steps or {}).get("steps") or {}).items():
-            if isinstance(step, dict) and step.get("type") == "send":
+    for version in journey.versions.order_by("-number"):
+        graph = version.steps or {}
+        for key in flow_order(graph):
+            step = graph["steps"][key]
+            if isinstance(step, dict) and step.get("type") == "send" and key not in steps:
                 steps[key] = str(step.get("label") or summary(step))
     return steps
 

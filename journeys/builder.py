@@ -129,6 +129,14 @@ def _reachable(steps, key, stops=()):
     return order
 
 
+def flow_order(graph):
+    """A version's step keys in the order a shopper meets them (breadth-first from the start), then any
+    step nothing leads to."""
+    steps = (graph or {}).get("steps") or {}
+    order = _reachable(steps, (graph or {}).get("start"))
+    return order + [key for key in steps if key not in order]
+
+
 def _meeting_point(steps, targets, stops=()):
     """The first step every path reaches (where the paths join again), or None."""
     reach = [_reachable(steps, t, stops) for t in targets if t]

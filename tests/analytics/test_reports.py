@@ -227,3 +227,19 @@ def test_the_dashboard_counts_prompts_subscribers_failures_and_the_top_campaign(
     assert dashboard["top_campaigns"] == [{"id": campaign.pk, "name": "Friday", "sent": 2, "clicked": 1,
                                            "revenue": Decimal("0")}]
     assert [row["day"] for row in dashboard["daily"]] == [START.date(), START.date() + timedelta(days=1)]
+
+
+def test_a_journey_report_lists_its_send_steps_in_the_order_shoppers_meet_them():
+    made = MessageTemplate.objects.create(name="cart", slug="cart")
+    TemplateContent.objects.create(template=made, channel="sms", locale="en", body="Your cart is waiting")
+    journey = Journey.objects.create(name="Drip", trigger_event="cart_abandoned", status="active")
+    # Written last-step-first, as an edited graph ends up stored.
+    engine.publish(journey, {"start": "first", "steps": {
+        "third": {"type": "send", "template": "cart", "channels": ["sms"], "label": "Third", "next": "end"},
+        "second": {"type": "send", "template": "cart", "channels": ["sms"], "label": "Second", "next": "third"},
+        "end": {"type": "exit"},
+        "first": {"type": "send", "template": "cart", "channels": ["sms"], "label": "First", "next": "second"},
+    }})
+    report = reports.journey_report(journey)
+    assert [step["label"] for step in report["steps"]] == ["First", "Second", "Third"]
+    assert [step["key"] for step in reports.raw_journey_report(journey)["steps"]] == ["first", "second", "third"]
