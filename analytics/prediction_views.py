@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required, permission_required
 from django.db.models import Count, Max, Q
 from django.shortcuts import redirect
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST, require_safe
 
@@ -32,7 +32,9 @@ def distribution_tables():
     shoppers = Column("shoppers", _("Shoppers"))
     score, hour = Column("score", _("Score"), TEXT), Column("hour", _("Hour"), TEXT)
     empty = _("No shopper has been scored yet.")
-    bins = {field: [{"score": f"{low * 100:.0f}–{high * 100:.0f}%", "shoppers": n}
+    # "80–90%" is a left-to-right run: isolated (U+2066 … U+2069) so a right-to-left page does not read it as 90–80.
+    isolate = ("\u2066", "\u2069") if translation.get_language_bidi() else ("", "")
+    bins = {field: [{"score": f"{isolate[0]}{low * 100:.0f}–{high * 100:.0f}%{isolate[1]}", "shoppers": n}
                     for low, high, n in score_distribution(field)] for field in ("purchase_likelihood", "churn_risk")}
     return {
         "purchase": Table("purchase", _("Purchase likelihood (next 7 days)"), (score, shoppers),

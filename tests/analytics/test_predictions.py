@@ -161,3 +161,13 @@ def test_ops_read_and_delete_runs_in_the_admin_without_loading_models(admin_clie
     assert admin_client.get(f"/admin/analytics/predictionrun/{run.pk}/change/").status_code == 200
     response = admin_client.post(f"/admin/analytics/predictionrun/{run.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302 and not PredictionRun.objects.exists()
+
+
+def test_score_ranges_stay_left_to_right_on_the_arabic_page(client):
+    shopper = make_subscriber("page-ar")
+    Subscriber.objects.filter(pk=shopper.pk).update(purchase_likelihood=Decimal("0.85"), scores_updated_at=NOW)
+    person(client, VIEWERS)
+    client.cookies["django_language"] = "ar"
+    tables = client.get("/app/predictions/").context["tables"]
+    # Isolated, so the right-to-left page shows 80–90% and not 90–80%.
+    assert tables["purchase"].rows[8] == {"score": "\u206680–90%\u2069", "shoppers": 1}
