@@ -30,6 +30,7 @@ from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from subscribers import bulk_sql
 from subscribers import services as subscriber_services
 from subscribers.models import Channel as ConsentChannel
 from subscribers.models import PushSubscription, PushSubscriptionStatus, Source
@@ -101,8 +102,9 @@ def _render(*, template, channel, subscriber, context, content):
     return rendering.render_message(template=template, channel=channel, subscriber=subscriber, context=context or {})
 
 
-def storable_context(context):
-    """The context as kept on the message: JSON (a cart or order as templates see it, dates in ISO 8601)."""
+def template_context(context):
+    """The context with its cart or order as templates see them (dicts): converted once per message, for both
+    the render and the stored copy (a cart's restore link is signed on each conversion)."""
     if not context:
         return {}
     rendering = importlib.import_module("delivery.rendering")
@@ -110,7 +112,14 @@ def storable_context(context):
     for name, convert in (("cart", rendering.cart_context), ("order", rendering.order_context)):
         if context.get(name) is not None and not isinstance(context[name], dict):
             context[name] = convert(context[name])
-    return json.loads(json.dumps(context, cls=DjangoJSONEncoder))
+    return context
+
+
+def storable_context(context):
+    """The context as kept on the message: JSON (a cart or order as templates see it, dates in ISO 8601)."""
+    if not context:
+        return {}
+    return json.loads(json.dumps(template_context(context), cls=DjangoJSONEncoder))
 
 
 def _render_error_class():
@@ -275,11 +284,14 @@ def _write_rows(rows, *, now):
     """bulk_create the rows (a concurrent repeat's rows are skipped) with their history; -> the rows this call
     wrote as (pk, status, error, send_at, idempotency_key)."""
     with transaction.atomic():
-        Message.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
-        # Rows this call wrote (not a concurrent repeat's): this call's keys and queue time.
-        written = list(Message.objects.filter(
-            idempotency_key__in=[row.idempotency_key for row in rows], queued_at=now,
-        ).values_list("pk", "status", "error", "send_at", "idempotency_key"))
+        if connection.vendor == "postgresql":
+            written = _insert_returning(rows)
+        else:
+            Message.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
+            # Rows this call wrote (not a concurrent repeat's): this call's keys and queue time.
+            written = list(Message.objects.filter(
+                idempotency_key__in=[row.idempotency_key for row in rows], queued_at=now,
+            ).values_list("pk", "status", "error", "send_at", "idempotency_key"))
         for start in range(0, len(written), 500):
             ids = [row[0] for row in written[start:start + 500]]
             _log_events_where(f"id IN ({', '.join(['%s'] * len(ids))})", ids, MessageEventKind.QUEUED, now)
@@ -287,6 +299,24 @@ def _write_rows(rows, *, now):
             _event(pk, MessageEventKind.FAILED, now, reason="render_error", error=error)
             for pk, status, error, _at, _key in written if status == MessageStatus.FAILED])
     return written
+
+
+def _insert_returning(rows):
+    """PostgreSQL: insert the rows in one statement with one parameter (subscribers.bulk_sql), skipping those
+    whose key or code exists; -> the rows written as (pk, status, error, send_at, idempotency_key).
+
+    bulk_create sends each column as an array that psycopg escapes element by element in Python: profiled in
+    bench/journeys it was the largest cost of writing a journey step's messages.
+    """
+    fields = [field for field in Message._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(field.column) for field in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) SELECT {columns} FROM {bulk_sql.rows_of(Message)} "
+            f"ON CONFLICT DO NOTHING RETURNING id, status, error, send_at, idempotency_key",
+            [bulk_sql.json_rows(rows, fields)])
+        return cursor.fetchall()
 
 
 def queue_many(drafts, *, now=None, lane=MessageLane.TRANSACTIONAL):
@@ -310,9 +340,10 @@ def queue_many(drafts, *, now=None, lane=MessageLane.TRANSACTIONAL):
         keyed[key] = draft
     existing = dict((key, (pk, code, status)) for key, pk, code, status in Message.objects.filter(
         idempotency_key__in=list(keyed)).values_list("idempotency_key", "pk", "code", "status"))
+    contexts = {key: template_context(draft.get("context")) for key, draft in keyed.items() if key not in existing}
     rows = [
         _build_row(key=key, subscriber=draft["subscriber"], channel=draft["channel"], template=draft.get("template"),
-                   context=draft.get("context"), stored_context=storable_context(draft.get("context")),
+                   context=contexts[key], stored_context=storable_context(contexts[key]),
                    content=draft.get("content"), source_type=draft["source_type"], source_id=draft["source_id"],
                    occurrence=draft.get("occurrence", ""), push_subscription=draft.get("push_subscription"),
                    lane=lane, transactional=draft.get("transactional", False), send_at=draft.get("send_at") or now,
@@ -350,6 +381,7 @@ def fan_out(*, audience, channel, template, source_type, source_id, occurrence="
     base_at = send_at or now
     spread = max(0, int(spread_per_minute or 0))
     position = 0
+    context = template_context(context)
     stored_context = storable_context(context)
     due_now = send_at is None or send_at <= now
     render_error = _render_error_class()

@@ -240,14 +240,24 @@ def _render(source, context, field, html=False):
         return ""
     if "{" not in source:
         return source.strip()  # no Liquid markup: nothing to render
+    # One field's render by the values it reads: a journey step's messages differ by cart, but their title reads
+    # only the first name, so most titles are rendered once per batch (bench/journeys).
+    roots = _roots((source,))
+    key = None if roots is None else (source, html, _values_key(roots, context))
+    rendered = _FIELDS_RENDERED.get(key) if key else None
+    if rendered is not None:
+        return rendered
     try:
-        return _parse(source, html).render(**context).strip()
+        rendered = _parse(source, html).render(**context).strip()
     except UndefinedError as error:
         name = getattr(error, "message", str(error))
         raise RenderError(f"{name} and has no default: add one, e.g. {{{{ x | default: \"…\" }}}}",
                           field=field, line=_line_of(error), code="missing_variable") from None
     except LiquidError as error:
         raise RenderError(str(error.message), field=field, line=_line_of(error)) from None
+    if key:
+        _remember(_FIELDS_RENDERED, key, rendered)
+    return rendered
 
 
 def _line_of(error):
@@ -271,8 +281,10 @@ def _check_url(url, field, *, required=False):
 
 # Rendered content by (the content's sources, the context values they read). A broadcast renders
 # one template for many shoppers; those who share the values it uses (none, or the same first
-# name) share one render. Cleared when full rather than tracked per entry: it refills quickly.
+# name) share one render. Cleared when full rather than tracked per entry: it refills quickly. The same for
+# one field's source by the values it reads (_FIELDS_RENDERED), for contents that differ by shopper.
 _RENDERED = {}
+_FIELDS_RENDERED = {}
 _RENDERED_MAX = 4096
 _SOURCE_FIELDS = ("title", "body", "icon", "image", "badge", "click_url", "tag", "ttl_seconds", "urgency", "topic",
                   "whatsapp_content_sid", "subject", "html_body", "text_body", "button_label", "button_url",
@@ -312,14 +324,23 @@ def render_content(content, context):
     roots = _roots(sources)
     if roots is None:
         return _render_content(content, context)
-    key = (sources, json.dumps({name: context[name] for name in roots if name in context}, sort_keys=True))
+    key = (sources, _values_key(roots, context))
     rendered = _RENDERED.get(key)
     if rendered is None:
-        rendered = _render_content(content, context)
-        if len(_RENDERED) >= _RENDERED_MAX:
-            _RENDERED.clear()
-        _RENDERED[key] = rendered
+        rendered = _remember(_RENDERED, key, _render_content(content, context))
     return json.loads(json.dumps(rendered))  # a copy the caller may change
+
+
+def _values_key(roots, context):
+    """The context's values of the variables a source reads, as a cache key."""
+    return json.dumps({name: context[name] for name in roots if name in context}, sort_keys=True)
+
+
+def _remember(cache, key, rendered):
+    if len(cache) >= _RENDERED_MAX:
+        cache.clear()
+    cache[key] = rendered
+    return rendered
 
 
 def _render_content(content, context):
