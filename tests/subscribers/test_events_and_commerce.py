@@ -191,6 +191,8 @@ def test_lifecycle_stages_follow_time_and_order_count(shopper, settings):
 def test_concurrent_snapshots_of_one_new_cart_both_apply_without_an_error(shopper, concurrent_writers):
     import threading
 
+    from django.db import connection
+
     errors, barrier = [], threading.Barrier(4)
 
     def send(n):
