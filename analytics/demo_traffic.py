@@ -48,7 +48,8 @@ CAMPAIGNS = (
 FAILURES = {DeliveryChannel.PUSH: "410 subscription expired", DeliveryChannel.SMS: "invalid number (twilio 21211)",
             DeliveryChannel.EMAIL: "mailbox unavailable (550)", DeliveryChannel.WHATSAPP: "63016 outside the window"}
 # As delivery.policy words them (quiet hours hold a message, they never suppress it).
-SUPPRESSIONS = ("frequency cap: 3 messages across channels per week", "frequency cap: 2 messages across channels per day")
+SUPPRESSIONS = ("frequency cap: 3 messages across channels per week",
+                "frequency cap: 2 messages across channels per day")
 
 
 def has_demo_history():
