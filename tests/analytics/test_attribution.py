@@ -177,36 +177,16 @@ def test_an_order_through_the_api_is_attributed_by_the_signal_and_its_task(djang
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_signal_task_and_sweeps_racing_write_one_row_per_order_and_count_it_once(concurrent_writers):
-    import threading
-
-    from django.db import connection
-
+def test_the_signal_task_and_sweeps_racing_write_one_row_per_order_and_count_it_once(race):
     from analytics.models import Attribution as Row
 
     layla = shopper()
     message = sent(layla, ORDER_AT - timedelta(hours=2))
     clicked(message, ORDER_AT - timedelta(hours=1))
     orders = [order(layla, ORDER_AT + timedelta(minutes=n), value="10.00") for n in range(30)]
-    errors = []
 
-    def run(work):
-        try:
-            work()
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
-        finally:
-            connection.close()
-
-    workers = [threading.Thread(target=run, args=(lambda: [attribution.attribute_order(o) for o in orders],)),
-               threading.Thread(target=run, args=(lambda: attribution.sweep_all(batch=4),)),
-               threading.Thread(target=run, args=(lambda: attribution.sweep_all(batch=7),))]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-
-    assert errors == []
+    assert race(lambda: [attribution.attribute_order(o) for o in orders],
+                lambda: attribution.sweep_all(batch=4), lambda: attribution.sweep_all(batch=7)) == []
     assert Row.objects.count() == 30 and Row.objects.filter(kind="click").count() == 30
     figures = DailyRollup.objects.get(source_id="1:A", day=rollups.local_day(ORDER_AT))
     assert (figures.converted_click, figures.revenue_click) == (30, Decimal("300.00"))
